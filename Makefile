@@ -1,0 +1,70 @@
+# Every target works on a fresh clone with only Python 3.11+ installed: the
+# first one to run creates .venv from the lock file.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat requirements/dev.lock pyproject.toml | cksum | cut -d' ' -f1)
+PORT ?= 8000
+export PORT
+
+.PHONY: install run web worker scheduler migrate test test-fast lint fmt lock bench clean
+
+$(STAMP):
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements/dev.lock
+	@rm -f $(VENV)/.installed-* && touch $@
+
+install: $(STAMP)
+
+migrate: install
+	$(BIN)/python manage.py migrate --noinput
+
+## The whole system in the foreground: web server, Celery worker and scheduler. Ctrl-C stops all three.
+run: migrate
+	@rm -rf var/prometheus && mkdir -p var/prometheus
+	PROMETHEUS_MULTIPROC_DIR=$(CURDIR)/var/prometheus PATH=$(CURDIR)/$(BIN):$$PATH \
+		$(BIN)/honcho start --procfile Procfile
+
+web: migrate
+	$(BIN)/gunicorn --config config/gunicorn.py config.wsgi
+
+worker: install
+	$(BIN)/celery --app config worker --loglevel INFO
+
+scheduler: install
+	$(BIN)/celery --app config beat --loglevel INFO --schedule var/celerybeat-schedule
+
+## The whole suite, end-to-end tests included.
+test: install
+	$(BIN)/pytest
+
+## Everything but the end-to-end tests.
+test-fast: install
+	$(BIN)/pytest -m "not e2e"
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy .
+	$(BIN)/python manage.py makemigrations --check --dry-run
+	$(BIN)/check-jsonschema --schemafile deploy/compose-spec.json compose.yaml
+	$(BIN)/hadolint Dockerfile
+
+fmt: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+## Regenerate the lock files from pyproject.toml.
+lock: install
+	$(BIN)/uv pip compile --quiet --universal --python-version 3.11 pyproject.toml -o requirements/main.lock
+	$(BIN)/uv pip compile --quiet --universal --python-version 3.11 --extra dev pyproject.toml -o requirements/dev.lock
+	$(BIN)/uv pip compile --quiet --universal --python-version 3.11 --extra dev --extra bench pyproject.toml -o requirements/bench.lock
+
+## Load benchmark of the production configuration (PostgreSQL, Redis, gunicorn, Celery).
+bench: install
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements/bench.lock
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache staticfiles

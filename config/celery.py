@@ -1,0 +1,16 @@
+"""The Celery application. Settings live in Django settings under ``CELERY_``."""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+app = Celery("parley")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+# Celery reads the visibility timeout from three places; they must agree (a
+# shorter one anywhere wins), so the transport option is mirrored here too.
+app.conf.visibility_timeout = app.conf.broker_transport_options.get("visibility_timeout")
+app.autodiscover_tasks()

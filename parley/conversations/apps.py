@@ -1,0 +1,12 @@
+from __future__ import annotations
+
+from django.apps import AppConfig
+
+
+class ConversationsConfig(AppConfig):
+    name = "parley.conversations"
+    label = "conversations"
+    verbose_name = "Conversations"
+
+    def ready(self) -> None:
+        from parley.conversations import checks  # noqa: F401  (registers system checks)

@@ -1,0 +1,38 @@
+"""System checks: timing settings that would break exactly-once silently."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.checks import Error, register
+
+
+@register()
+def check_timing_settings(app_configs: Any, **kwargs: Any) -> list[Error]:
+    errors = []
+    longest_eta = settings.GROUP_WINDOW + settings.ORPHAN_TOLERANCE
+    if settings.GROUP_MAX_WAIT is not None:
+        longest_eta = max(longest_eta, settings.GROUP_MAX_WAIT)
+    hard_limit = settings.CELERY_TASK_TIME_LIMIT
+    if settings.CELERY_VISIBILITY_TIMEOUT <= longest_eta.total_seconds() + hard_limit:
+        errors.append(
+            Error(
+                "CELERY_VISIBILITY_TIMEOUT must exceed the longest countdown plus the task "
+                "time limit, or Redis redelivers ETA tasks in a loop.",
+                id="parley.E001",
+            )
+        )
+    if settings.REPLY_LEASE.total_seconds() <= hard_limit:
+        errors.append(
+            Error(
+                "REPLY_LEASE_SECONDS must exceed CELERY_TASK_TIME_LIMIT, or the sweeper "
+                "could start a second writer while the first is still running.",
+                id="parley.E002",
+            )
+        )
+    if hard_limit <= settings.CELERY_TASK_SOFT_TIME_LIMIT:
+        errors.append(
+            Error("CELERY_TASK_TIME_LIMIT must exceed the soft limit.", id="parley.E003")
+        )
+    return errors

@@ -1,0 +1,204 @@
+"""Conversations, their messages, the groups that get replies, and the orphan buffer.
+
+The invariants of SPEC sections 2 and 4 are held by the database, not by luck:
+
+* a message id is stored once (primary key);
+* a conversation has at most one OPEN group (partial unique constraint);
+* a group has at most one reply (``Message.reply_to`` is one-to-one);
+* a group that still owes a reply carries ``reply_due_at``, so the sweeper
+  finds it after any crash; a replied group carries none (check constraint).
+
+Every write to a conversation, its groups or its messages happens while the
+conversation row is locked (``services.py``), so two processes never act on
+the same group at once.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+class Conversation(models.Model):
+    class Status(models.TextChoices):
+        OPEN = "OPEN"
+        CLOSED = "CLOSED"
+
+    id = models.UUIDField(primary_key=True)
+    status = models.CharField(max_length=6, choices=Status.choices, default=Status.OPEN)
+    # Server times (R-1). updated_at moves on every new message and on close.
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=["OPEN", "CLOSED"]), name="conversation_status_valid"
+            ),
+        ]
+        indexes = [
+            # Serves the admin's default listing, newest activity first.
+            models.Index(fields=["-updated_at"], name="conversation_updated_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.id} ({self.status})"
+
+
+class MessageGroup(models.Model):
+    """A burst of INBOUND messages that gets exactly one reply (G-1 to G-3).
+
+    OPEN     collecting messages; ``reply_due_at`` is when it closes (the last
+             arrival plus the window, or the G-6 cap).
+    CLOSED   no longer collecting, reply not yet recorded; ``reply_due_at`` is
+             when a runner may (next) try: now, or the end of the current
+             runner's lease.
+    REPLIED  its OUTBOUND message exists; ``reply_due_at`` is null.
+    """
+
+    class Status(models.TextChoices):
+        OPEN = "OPEN"
+        CLOSED = "CLOSED"
+        REPLIED = "REPLIED"
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="groups")
+    status = models.CharField(max_length=7, choices=Status.choices, default=Status.OPEN)
+    opened_at = models.DateTimeField(help_text="Server arrival of the first message.")
+    last_message_at = models.DateTimeField(help_text="Server arrival of the latest message.")
+    reply_due_at = models.DateTimeField(null=True, blank=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    replied_at = models.DateTimeField(null=True, blank=True)
+    reply_attempts = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=["OPEN", "CLOSED", "REPLIED"]), name="group_status_valid"
+            ),
+            models.UniqueConstraint(
+                fields=["conversation"],
+                condition=Q(status="OPEN"),
+                name="group_one_open_per_conversation",
+            ),
+            # Anything that still owes a reply is findable by the sweeper.
+            models.CheckConstraint(
+                condition=Q(status="REPLIED", reply_due_at__isnull=True)
+                | (~Q(status="REPLIED") & Q(reply_due_at__isnull=False)),
+                name="group_due_unless_replied",
+            ),
+        ]
+        indexes = [
+            # Serves the sweeper: WHERE status IN ('OPEN','CLOSED')
+            # AND reply_due_at <= %s ORDER BY reply_due_at LIMIT n.
+            models.Index(
+                fields=["reply_due_at"],
+                condition=Q(status__in=["OPEN", "CLOSED"]),
+                name="group_reply_due_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"group {self.pk} of {self.conversation_id} ({self.status})"
+
+
+class Message(models.Model):
+    class Type(models.TextChoices):
+        INBOUND = "INBOUND"
+        OUTBOUND = "OUTBOUND"
+
+    id = models.UUIDField(primary_key=True)
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="messages"
+    )
+    type = models.CharField(max_length=8, choices=Type.choices)
+    content = models.TextField()
+    # The event's own timestamp (W-7); for a reply, the time it was written.
+    timestamp = models.DateTimeField()
+    # Server arrival time: every window runs on this, never on ``timestamp``.
+    received_at = models.DateTimeField(default=timezone.now)
+    # INBOUND: the group it belongs to.
+    group = models.ForeignKey(
+        MessageGroup,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="messages",
+    )
+    # OUTBOUND: the group it answers. One-to-one, so a second reply to the same
+    # group is a unique violation (G-3).
+    reply_to = models.OneToOneField(
+        MessageGroup,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="reply",
+    )
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(type="INBOUND", group__isnull=False, reply_to__isnull=True)
+                | Q(type="OUTBOUND", group__isnull=True, reply_to__isnull=False),
+                name="message_type_links_valid",
+            ),
+        ]
+        indexes = [
+            # Serves the read (R-1): a conversation's messages in display order.
+            models.Index(
+                fields=["conversation", "timestamp", "received_at"],
+                name="message_conversation_order_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.id}"
+
+
+class BufferedMessage(models.Model):
+    """A NEW_MESSAGE whose conversation did not exist yet (SPEC section 2).
+
+    It waits up to the orphan tolerance from its arrival. The row is kept after
+    adoption or expiry, for audit and so that a re-delivered expired id is
+    answered ``buffer_expired`` (B-3).
+    """
+
+    class Status(models.TextChoices):
+        BUFFERED = "BUFFERED"
+        ADOPTED = "ADOPTED"
+        EXPIRED = "EXPIRED"
+
+    id = models.UUIDField(primary_key=True)
+    # Not a foreign key: the conversation does not exist when the row is written.
+    conversation_id = models.UUIDField()
+    content = models.TextField()
+    timestamp = models.DateTimeField()
+    received_at = models.DateTimeField(default=timezone.now)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.BUFFERED)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=["BUFFERED", "ADOPTED", "EXPIRED"]),
+                name="buffered_status_valid",
+            ),
+        ]
+        indexes = [
+            # Serves adoption: WHERE conversation_id = %s AND status = 'BUFFERED'.
+            models.Index(
+                fields=["conversation_id"],
+                condition=Q(status="BUFFERED"),
+                name="buffered_waiting_conv_idx",
+            ),
+            # Serves the sweeper's expiry: WHERE status = 'BUFFERED' AND received_at < %s.
+            models.Index(
+                fields=["received_at"],
+                condition=Q(status="BUFFERED"),
+                name="buffered_waiting_age_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"buffered {self.id} ({self.status})"

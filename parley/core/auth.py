@@ -1,0 +1,38 @@
+"""Optional bearer token for the read endpoints (S-1).
+
+With ``API_TOKEN`` set, read endpoints need ``Authorization: Bearer <token>``
+and answer 401 (with ``WWW-Authenticate: Bearer``) without it. With it unset
+they are open.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+from django.conf import settings
+from rest_framework.authentication import BaseAuthentication
+from rest_framework.exceptions import AuthenticationFailed
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+
+
+class ApiTokenAuthentication(BaseAuthentication):
+    def authenticate(self, request: Request) -> tuple[None, str] | None:
+        token: str = settings.API_TOKEN
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        if not token or scheme.lower() != "bearer":
+            return None
+        if not hmac.compare_digest(given.strip().encode(), token.encode()):
+            raise AuthenticationFailed("The bearer token is not valid.")
+        return (None, "api-token")
+
+    def authenticate_header(self, request: Request) -> str:
+        return 'Bearer realm="parley"'
+
+
+class ApiTokenPermission(BasePermission):
+    message = "A bearer token is required."
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        return not settings.API_TOKEN or request.auth is not None

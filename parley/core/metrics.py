@@ -1,0 +1,59 @@
+"""Prometheus metrics (SPEC O-3), exposed at ``/metrics``.
+
+With ``PROMETHEUS_MULTIPROC_DIR`` set, prometheus_client keeps each process's
+samples in that folder and ``/metrics`` sums them, so several gunicorn
+workers and the Celery worker (which writes the replies) report together. The
+folder must be shared by those processes and emptied when the stack starts.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+EVENTS = Counter(
+    "parley_webhook_events_total",
+    "Webhook events by type and result (a status such as queued, or an error code).",
+    ["type", "result"],
+)
+ORPHANS = Counter(
+    "parley_orphan_messages_total",
+    "Out-of-order messages: buffered, then adopted or expired.",
+    ["outcome"],
+)
+GROUP_SIZE = Histogram(
+    "parley_group_size_messages",
+    "Number of INBOUND messages in a replied group.",
+    buckets=(1, 2, 3, 4, 5, 7, 10, 20, 50),
+)
+REPLY_DELAY = Histogram(
+    "parley_reply_delay_seconds",
+    "From a group's last message arrival to its reply's commit.",
+    buckets=(0.5, 1, 2, 3, 4, 5, 5.1, 5.25, 5.5, 6, 7, 10, 20, 30, 60),
+)
+SWEEPER_CATCHES = Counter(
+    "parley_sweeper_catches_total",
+    "Groups the sweeper replied to because the fast-path task had not.",
+)
+TASK_FAILURES = Counter(
+    "parley_task_failures_total",
+    "Celery task runs that raised.",
+    ["task"],
+)
+
+
+def render() -> tuple[bytes, str]:
+    """The exposition text for every process that shares the metrics folder."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(), CONTENT_TYPE_LATEST

@@ -1,0 +1,15 @@
+"""Adds the msgspec-generated event schemas to the OpenAPI document."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from parley.webhooks.schemas import openapi_components
+
+
+def add_event_components(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """drf-spectacular postprocessing hook."""
+    schemas = result.setdefault("components", {}).setdefault("schemas", {})
+    for name, schema in openapi_components().items():
+        schemas.setdefault(name, schema)
+    return result
