@@ -198,9 +198,11 @@ SPECTACULAR_SETTINGS = {
 
 # --- Static files, i18n ----------------------------------------------------------
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
 # Outside production, serve straight from the apps so that no collectstatic is needed.
 WHITENOISE_USE_FINDERS = not PRODUCTION
+STATIC_ROOT = BASE_DIR / "staticfiles" if PRODUCTION else VAR_DIR / "static"
+if not PRODUCTION:
+    STATIC_ROOT.mkdir(exist_ok=True)
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True

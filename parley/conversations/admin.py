@@ -41,8 +41,15 @@ class MessageAdmin(admin.ModelAdmin):
 
 @admin.register(MessageGroup)
 class MessageGroupAdmin(admin.ModelAdmin):
-    list_display = ("id", "conversation", "status", "opened_at", "reply_due_at", "replied_at",
-                    "reply_attempts")
+    list_display = (
+        "id",
+        "conversation",
+        "status",
+        "opened_at",
+        "reply_due_at",
+        "replied_at",
+        "reply_attempts",
+    )
     list_filter = ("status",)
     search_fields = ("conversation__id",)
     raw_id_fields = ("conversation",)

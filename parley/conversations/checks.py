@@ -32,7 +32,5 @@ def check_timing_settings(app_configs: Any, **kwargs: Any) -> list[Error]:
             )
         )
     if hard_limit <= settings.CELERY_TASK_SOFT_TIME_LIMIT:
-        errors.append(
-            Error("CELERY_TASK_TIME_LIMIT must exceed the soft limit.", id="parley.E003")
-        )
+        errors.append(Error("CELERY_TASK_TIME_LIMIT must exceed the soft limit.", id="parley.E003"))
     return errors

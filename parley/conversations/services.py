@@ -278,7 +278,11 @@ def _adopt_orphans(conversation_id: UUID, now: datetime) -> None:
             received_at=orphan.received_at, now=now, tolerance=settings.ORPHAN_TOLERANCE
         ):
             _append_inbound(
-                orphan.id, conversation_id, orphan.content, orphan.timestamp, now,
+                orphan.id,
+                conversation_id,
+                orphan.content,
+                orphan.timestamp,
+                now,
                 arrival=orphan.received_at,
             )
             orphan.status = BufferedMessage.Status.ADOPTED
@@ -301,7 +305,9 @@ def conversation_close(*, conversation_id: UUID) -> Conversation:
         )
         if not closed:
             if Conversation.objects.filter(pk=conversation_id).exists():
-                raise ConversationAlreadyClosed(f"Conversation {conversation_id} is already closed.")
+                raise ConversationAlreadyClosed(
+                    f"Conversation {conversation_id} is already closed."
+                )
             raise ConversationNotFound(f"Conversation {conversation_id} does not exist.")
         group = MessageGroup.objects.filter(conversation_id=conversation_id, status="OPEN").first()
         if group is not None:

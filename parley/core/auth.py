@@ -11,6 +11,7 @@ import hmac
 from typing import Any
 
 from django.conf import settings
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.permissions import BasePermission
@@ -36,3 +37,17 @@ class ApiTokenPermission(BasePermission):
 
     def has_permission(self, request: Request, view: Any) -> bool:
         return not settings.API_TOKEN or request.auth is not None
+
+
+class ApiTokenScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
+    """Documents the bearer token in the OpenAPI schema."""
+
+    target_class = ApiTokenAuthentication
+    name = "apiToken"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "Required only when the server sets API_TOKEN.",
+        }

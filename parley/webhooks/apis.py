@@ -74,10 +74,15 @@ class WebhookApi(APIView):
         ),
         request={"application/json": EVENT_SCHEMA},
         responses={
-            200: OpenApiResponse(ConversationOutput, description="CLOSE_CONVERSATION: closed (W-6)."),
-            201: OpenApiResponse(ConversationOutput, description="NEW_CONVERSATION: created (W-4)."),
+            200: OpenApiResponse(
+                ConversationOutput, description="CLOSE_CONVERSATION: closed (W-6)."
+            ),
+            201: OpenApiResponse(
+                ConversationOutput, description="NEW_CONVERSATION: created (W-4)."
+            ),
             202: OpenApiResponse(
-                MessageAcceptedOutput, description="NEW_MESSAGE: accepted, or an identical replay (W-5)."
+                MessageAcceptedOutput,
+                description="NEW_MESSAGE: accepted, or an identical replay (W-5).",
             ),
             **problem_responses(
                 s400="invalid_payload, conversation_exists, conversation_closed, "
@@ -125,7 +130,8 @@ class WebhookApi(APIView):
     )
     def post(self, request: Request) -> Response:
         body = request.body  # over DATA_UPLOAD_MAX_MEMORY_SIZE: RequestDataTooBig, a 413
-        if not _is_json(request.content_type or ""):
+        # An empty body is simply invalid (400), whatever its media type.
+        if body and not _is_json(request.content_type or ""):
             metrics.EVENTS.labels(type="unknown", result="unsupported_media_type").inc()
             raise UnsupportedMediaType(request.content_type or "(none)")
         event_type = "unknown"
