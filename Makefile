@@ -48,7 +48,7 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy .
 	$(BIN)/python manage.py makemigrations --check --dry-run
-	$(BIN)/check-jsonschema --schemafile deploy/compose-spec.json compose.yaml
+	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec compose.yaml
 	$(BIN)/hadolint Dockerfile
 
 fmt: install
