@@ -20,7 +20,8 @@ def pytest_configure(config: pytest.Config) -> None:
         if "postgresql" not in engine or settings.BROKER_IS_FILESYSTEM:
             pytest.exit(
                 f"PARLEY_REQUIRE_SERVICES is set but the suite would use {engine} and "
-                f"{settings.CELERY_BROKER_URL.split('://')[0]}:// ; set DATABASE_URL and REDIS_URL.",
+                f"{settings.CELERY_BROKER_URL.split('://')[0]}://; "
+                "set DATABASE_URL and REDIS_URL.",
                 returncode=2,
             )
 

@@ -26,7 +26,8 @@ class ConversationDetailApi(APIView):
         responses={
             200: OpenApiResponse(ConversationOutput, description="The conversation."),
             **problem_responses(
-                s401="not_authenticated: API_TOKEN is set and the bearer token is missing or wrong.",
+                s401="not_authenticated: API_TOKEN is set and the bearer token is missing "
+                "or wrong.",
                 s404="not_found: no conversation has this id, or the id is not a UUID.",
             ),
         },

@@ -15,7 +15,7 @@ def check_timing_settings(app_configs: Any, **kwargs: Any) -> list[Error]:
     if settings.GROUP_MAX_WAIT is not None:
         longest_eta = max(longest_eta, settings.GROUP_MAX_WAIT)
     hard_limit = settings.CELERY_TASK_TIME_LIMIT
-    if settings.CELERY_VISIBILITY_TIMEOUT <= longest_eta.total_seconds() + hard_limit:
+    if longest_eta.total_seconds() + hard_limit >= settings.CELERY_VISIBILITY_TIMEOUT:
         errors.append(
             Error(
                 "CELERY_VISIBILITY_TIMEOUT must exceed the longest countdown plus the task "

@@ -21,12 +21,15 @@ from typing import Literal
 from uuid import UUID, uuid4
 
 import structlog
-from structlog.contextvars import bind_contextvars
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists
 from django.utils import timezone
+from structlog.contextvars import bind_contextvars
 
+from parley.conversations import rules
+from parley.conversations.models import BufferedMessage, Conversation, Message, MessageGroup
+from parley.conversations.replies import InboundMessage, ReplyRequest, get_reply_writer
 from parley.core import metrics
 from parley.core.db import conversation_id_lock
 from parley.core.errors import (
@@ -37,9 +40,6 @@ from parley.core.errors import (
     ConversationNotFound,
     MessageIdConflict,
 )
-from parley.conversations import rules
-from parley.conversations.models import BufferedMessage, Conversation, Message, MessageGroup
-from parley.conversations.replies import InboundMessage, ReplyRequest, get_reply_writer
 
 log = structlog.get_logger(__name__)
 
@@ -156,9 +156,10 @@ def _replay_of(
         )
     )
     if expired:
+        tolerance_s = settings.ORPHAN_TOLERANCE.total_seconds()
         raise BufferExpired(
-            f"Message {message_id} waited more than {settings.ORPHAN_TOLERANCE.total_seconds():g} s "
-            "for its conversation and expired."
+            f"Message {message_id} waited more than {tolerance_s:g} s for its conversation "
+            "and expired."
         )
     status: Literal["queued", "buffered"] = (
         "queued" if buffered.status == BufferedMessage.Status.ADOPTED else "buffered"

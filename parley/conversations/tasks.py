@@ -8,6 +8,7 @@ from typing import Any
 import structlog
 from celery import Task, shared_task
 from celery.signals import task_failure, task_prerun
+from django.utils import timezone
 
 from parley.conversations import services
 from parley.core import metrics
@@ -15,10 +16,18 @@ from parley.core import metrics
 log = structlog.get_logger(__name__)
 
 
-class GroupReplyTask(Task):  # type: ignore[misc]
+class GroupReplyTask(Task):
     def schedule(self, group_id: int, eta: datetime | None) -> None:
-        """Publish a run at ``eta``. Passing argsrepr skips Celery's repr of the args."""
-        self.apply_async(args=(group_id,), eta=eta, argsrepr=f"({group_id},)", kwargsrepr="{}")
+        """Publish a run at ``eta``. Passing argsrepr skips Celery's repr of the args.
+
+        (The stubs lack the argsrepr/kwargsrepr options, hence the ignore.)
+        """
+        self.apply_async(  # type: ignore[call-arg]
+            args=(group_id,),
+            eta=eta or timezone.now(),
+            argsrepr=f"({group_id},)",
+            kwargsrepr="{}",
+        )
 
 
 @shared_task(base=GroupReplyTask, name="parley.conversations.tasks.group_reply", bind=True)

@@ -39,7 +39,7 @@ class ApiTokenPermission(BasePermission):
         return not settings.API_TOKEN or request.auth is not None
 
 
-class ApiTokenScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
+class ApiTokenScheme(OpenApiAuthenticationExtension):
     """Documents the bearer token in the OpenAPI schema."""
 
     target_class = ApiTokenAuthentication

@@ -35,7 +35,7 @@ def _check_database() -> None:
 def _check_broker() -> None:
     url: str = settings.CELERY_BROKER_URL
     if settings.BROKER_IS_FILESYSTEM:
-        folder = Path(settings.CELERY_BROKER_TRANSPORT_OPTIONS["data_folder_in"])
+        folder = Path(str(settings.CELERY_BROKER_TRANSPORT_OPTIONS["data_folder_in"]))
         if not folder.is_dir():
             raise OSError(f"broker folder {folder.name!r} is missing")
         return

@@ -9,6 +9,7 @@ folder must be shared by those processes and emptied when the stack starts.
 from __future__ import annotations
 
 import os
+import socket
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -17,7 +18,16 @@ from prometheus_client import (
     Histogram,
     generate_latest,
     multiprocess,
+    values,
 )
+
+# prometheus_client names each process's file by pid, and pids repeat across
+# containers that share the folder (web and worker both have a pid 7): add
+# the host name, which Docker sets per container, so they never collide.
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    values.ValueClass = values.MultiProcessValue(
+        process_identifier=lambda: f"{socket.gethostname()}_{os.getpid()}"
+    )
 
 EVENTS = Counter(
     "parley_webhook_events_total",

@@ -31,13 +31,18 @@ EVENT_TIME = datetime(2025, 6, 4, 14, 20, 5, tzinfo=UTC)
 
 
 @pytest.fixture
-def clock() -> Iterator[time_machine.Coordinates]:
+def clock() -> Iterator[time_machine.Traveller]:
     with time_machine.travel(T0, tick=False) as traveller:
         yield traveller
 
 
-def ingest(conversation_id: uuid.UUID, *, content: str = "hi", message_id: uuid.UUID | None = None,
-           timestamp: datetime = EVENT_TIME) -> services.Ingested:
+def ingest(
+    conversation_id: uuid.UUID,
+    *,
+    content: str = "hi",
+    message_id: uuid.UUID | None = None,
+    timestamp: datetime = EVENT_TIME,
+) -> services.Ingested:
     return services.message_ingest(
         message_id=message_id or uuid.uuid4(),
         conversation_id=conversation_id,
@@ -68,7 +73,7 @@ def reply_all_due() -> None:
 # --- G-1: grouping --------------------------------------------------------------
 
 
-def test_second_message_within_window_joins_the_group(clock: time_machine.Coordinates) -> None:
+def test_second_message_within_window_joins_the_group(clock: time_machine.Traveller) -> None:
     conversation_id = open_conversation()
     first = ingest(conversation_id)
     clock.shift(4.9)
@@ -81,7 +86,7 @@ def test_second_message_within_window_joins_the_group(clock: time_machine.Coordi
     assert group.reply_due_at == T0 + timedelta(seconds=9.9)
 
 
-def test_message_after_the_window_starts_a_new_group(clock: time_machine.Coordinates) -> None:
+def test_message_after_the_window_starts_a_new_group(clock: time_machine.Traveller) -> None:
     conversation_id = open_conversation()
     first = ingest(conversation_id)
     clock.shift(5.1)
@@ -96,7 +101,7 @@ def test_message_after_the_window_starts_a_new_group(clock: time_machine.Coordin
     assert new.status == "OPEN"
 
 
-def test_group_is_not_answered_before_its_window_passes(clock: time_machine.Coordinates) -> None:
+def test_group_is_not_answered_before_its_window_passes(clock: time_machine.Traveller) -> None:
     conversation_id = open_conversation()
     ingest(conversation_id)
     [group] = groups_of(conversation_id)
@@ -110,7 +115,7 @@ def test_group_is_not_answered_before_its_window_passes(clock: time_machine.Coor
 
 
 def test_a_single_message_is_a_group_of_one_answered_after_the_window(
-    clock: time_machine.Coordinates,
+    clock: time_machine.Traveller,
 ) -> None:
     conversation_id = open_conversation()
     message = ingest(conversation_id)
@@ -124,11 +129,15 @@ def test_a_single_message_is_a_group_of_one_answered_after_the_window(
     assert reply.reply_to_id == group.pk
     assert reply.timestamp == T0 + timedelta(seconds=5)
     group.refresh_from_db()
-    assert (group.status, group.reply_due_at, group.replied_at) == ("REPLIED", None, reply.timestamp)
+    assert (group.status, group.reply_due_at, group.replied_at) == (
+        "REPLIED",
+        None,
+        reply.timestamp,
+    )
 
 
 @override_settings(GROUP_MAX_WAIT=timedelta(seconds=10))
-def test_max_wait_closes_a_group_whatever_arrives(clock: time_machine.Coordinates) -> None:
+def test_max_wait_closes_a_group_whatever_arrives(clock: time_machine.Traveller) -> None:
     conversation_id = open_conversation()
     ids = []
     for _ in range(4):  # at 0, 3, 6, 9 s: each within 5 s of the previous
@@ -142,7 +151,7 @@ def test_max_wait_closes_a_group_whatever_arrives(clock: time_machine.Coordinate
     assert list(second.messages.values_list("id", flat=True)) == [late.id]
 
 
-def test_without_max_wait_a_steady_stream_stays_one_group(clock: time_machine.Coordinates) -> None:
+def test_without_max_wait_a_steady_stream_stays_one_group(clock: time_machine.Traveller) -> None:
     conversation_id = open_conversation()
     for _ in range(10):
         ingest(conversation_id)
@@ -154,7 +163,7 @@ def test_without_max_wait_a_steady_stream_stays_one_group(clock: time_machine.Co
 # --- G-2: the reply -------------------------------------------------------------
 
 
-def test_reply_lists_ids_by_event_timestamp_then_arrival(clock: time_machine.Coordinates) -> None:
+def test_reply_lists_ids_by_event_timestamp_then_arrival(clock: time_machine.Traveller) -> None:
     conversation_id = open_conversation()
     late_event = ingest(conversation_id, timestamp=EVENT_TIME + timedelta(seconds=30))
     clock.shift(1)
@@ -173,7 +182,7 @@ def test_reply_lists_ids_by_event_timestamp_then_arrival(clock: time_machine.Coo
     ]
 
 
-def test_reply_text_matches_seed_example_exactly(clock: time_machine.Coordinates) -> None:
+def test_reply_text_matches_seed_example_exactly(clock: time_machine.Traveller) -> None:
     conversation_id = open_conversation()
     ids = [
         "55ebb68a-a8ef-47d4-9a28-c97e0f0ec8f1",
@@ -181,8 +190,11 @@ def test_reply_text_matches_seed_example_exactly(clock: time_machine.Coordinates
         "1f9e918a-6d32-4a75-93a7-34b9e0faff22",
     ]
     for index, message_id in enumerate(ids):
-        ingest(conversation_id, message_id=uuid.UUID(message_id),
-               timestamp=EVENT_TIME + timedelta(seconds=index))
+        ingest(
+            conversation_id,
+            message_id=uuid.UUID(message_id),
+            timestamp=EVENT_TIME + timedelta(seconds=index),
+        )
         clock.shift(2)
     clock.shift(5)
     reply_all_due()
@@ -192,7 +204,7 @@ def test_reply_text_matches_seed_example_exactly(clock: time_machine.Coordinates
 
 
 @override_settings(REPLY_LANGUAGE="pt-BR")
-def test_pt_br_heading(clock: time_machine.Coordinates) -> None:
+def test_pt_br_heading(clock: time_machine.Traveller) -> None:
     conversation_id = open_conversation()
     message = ingest(conversation_id)
     clock.shift(5)
@@ -205,7 +217,7 @@ def shouting_writer(request: ReplyRequest) -> str:
 
 
 @override_settings(REPLY_WRITER="parley.conversations.tests.test_services.shouting_writer")
-def test_reply_writer_is_pluggable(clock: time_machine.Coordinates) -> None:
+def test_reply_writer_is_pluggable(clock: time_machine.Traveller) -> None:
     conversation_id = open_conversation()
     ingest(conversation_id, content="hello")
     clock.shift(1)
@@ -218,7 +230,7 @@ def test_reply_writer_is_pluggable(clock: time_machine.Coordinates) -> None:
 # --- G-3: exactly once ----------------------------------------------------------
 
 
-def test_a_task_run_twice_stores_one_reply(clock: time_machine.Coordinates) -> None:
+def test_a_task_run_twice_stores_one_reply(clock: time_machine.Traveller) -> None:
     conversation_id = open_conversation()
     ingest(conversation_id)
     [group] = groups_of(conversation_id)
@@ -232,7 +244,7 @@ def test_a_task_run_twice_stores_one_reply(clock: time_machine.Coordinates) -> N
 
 
 def test_a_claimed_group_is_not_claimed_again_during_the_lease(
-    clock: time_machine.Coordinates,
+    clock: time_machine.Traveller,
 ) -> None:
     conversation_id = open_conversation()
     ingest(conversation_id)
@@ -246,7 +258,7 @@ def test_a_claimed_group_is_not_claimed_again_during_the_lease(
 
 
 def test_a_runner_that_lost_its_lease_cannot_store_a_second_reply(
-    clock: time_machine.Coordinates, settings: object
+    clock: time_machine.Traveller, settings: object
 ) -> None:
     conversation_id = open_conversation()
     ingest(conversation_id)
@@ -267,7 +279,7 @@ def test_a_runner_that_lost_its_lease_cannot_store_a_second_reply(
 
 
 def test_message_arriving_after_the_claim_goes_to_a_new_group(
-    clock: time_machine.Coordinates,
+    clock: time_machine.Traveller,
 ) -> None:
     conversation_id = open_conversation()
     first = ingest(conversation_id)
@@ -282,7 +294,7 @@ def test_message_arriving_after_the_claim_goes_to_a_new_group(
     assert (old.status, new.status) == ("REPLIED", "OPEN")
 
 
-def test_database_refuses_a_second_reply_to_the_same_group(clock: time_machine.Coordinates) -> None:
+def test_database_refuses_a_second_reply_to_the_same_group(clock: time_machine.Traveller) -> None:
     from django.db import IntegrityError, transaction
 
     conversation_id = open_conversation()
@@ -293,15 +305,19 @@ def test_database_refuses_a_second_reply_to_the_same_group(clock: time_machine.C
 
     with pytest.raises(IntegrityError), transaction.atomic():
         Message.objects.create(
-            id=uuid.uuid4(), conversation_id=conversation_id, type="OUTBOUND",
-            content="again", timestamp=T0, reply_to=group,
+            id=uuid.uuid4(),
+            conversation_id=conversation_id,
+            type="OUTBOUND",
+            content="again",
+            timestamp=T0,
+            reply_to=group,
         )
 
 
 # --- G-4: the sweeper -----------------------------------------------------------
 
 
-def test_sweeper_answers_a_group_the_fast_path_missed(clock: time_machine.Coordinates) -> None:
+def test_sweeper_answers_a_group_the_fast_path_missed(clock: time_machine.Traveller) -> None:
     conversation_id = open_conversation()
     ingest(conversation_id)
     clock.shift(5.5)
@@ -315,7 +331,7 @@ def test_sweeper_answers_a_group_the_fast_path_missed(clock: time_machine.Coordi
     assert services.due_work_sweep().groups_replied == 0
 
 
-def test_sweeper_retries_a_group_whose_runner_died(clock: time_machine.Coordinates) -> None:
+def test_sweeper_retries_a_group_whose_runner_died(clock: time_machine.Traveller) -> None:
     conversation_id = open_conversation()
     ingest(conversation_id)
     [group] = groups_of(conversation_id)
@@ -330,20 +346,22 @@ def test_sweeper_retries_a_group_whose_runner_died(clock: time_machine.Coordinat
 # --- Section 2: out-of-order messages --------------------------------------------
 
 
-def test_message_for_an_unknown_conversation_is_buffered(clock: time_machine.Coordinates) -> None:
+def test_message_for_an_unknown_conversation_is_buffered(clock: time_machine.Traveller) -> None:
     conversation_id = uuid.uuid4()
     result = ingest(conversation_id, content="early")
 
     assert result.status == "buffered"
     orphan = BufferedMessage.objects.get(pk=result.id)
     assert (orphan.status, orphan.conversation_id, orphan.received_at) == (
-        "BUFFERED", conversation_id, T0
+        "BUFFERED",
+        conversation_id,
+        T0,
     )
     assert not Message.objects.exists()
 
 
 def test_orphan_is_adopted_when_its_conversation_arrives_in_time(
-    clock: time_machine.Coordinates,
+    clock: time_machine.Traveller,
 ) -> None:
     conversation_id = uuid.uuid4()
     orphan = ingest(conversation_id, content="early")
@@ -353,7 +371,9 @@ def test_orphan_is_adopted_when_its_conversation_arrives_in_time(
 
     message = Message.objects.get(pk=orphan.id)
     assert (message.type, message.conversation_id, message.received_at) == (
-        "INBOUND", conversation_id, T0
+        "INBOUND",
+        conversation_id,
+        T0,
     )
     assert BufferedMessage.objects.get(pk=orphan.id).status == "ADOPTED"
     # Grouped on its own arrival: its window ended at 5 s, so it is due already.
@@ -362,7 +382,7 @@ def test_orphan_is_adopted_when_its_conversation_arrives_in_time(
     assert services.group_reply(group_id=group.pk).outcome is ReplyOutcome.REPLIED
 
 
-def test_orphan_expires_when_its_conversation_is_too_late(clock: time_machine.Coordinates) -> None:
+def test_orphan_expires_when_its_conversation_is_too_late(clock: time_machine.Traveller) -> None:
     conversation_id = uuid.uuid4()
     orphan = ingest(conversation_id, content="early")
     clock.shift(6.1)
@@ -377,7 +397,9 @@ def test_orphan_expires_when_its_conversation_is_too_late(clock: time_machine.Co
     assert not Message.objects.filter(pk=orphan.id).exists()
 
 
-def test_sweeper_expires_orphans_and_a_redelivery_is_refused(clock: time_machine.Coordinates) -> None:
+def test_sweeper_expires_orphans_and_a_redelivery_is_refused(
+    clock: time_machine.Traveller,
+) -> None:
     conversation_id = uuid.uuid4()
     orphan = ingest(conversation_id, content="early")
     clock.shift(6.1)
@@ -389,7 +411,7 @@ def test_sweeper_expires_orphans_and_a_redelivery_is_refused(clock: time_machine
 
 
 def test_expired_orphan_stays_refused_even_for_a_different_id_path(
-    clock: time_machine.Coordinates,
+    clock: time_machine.Traveller,
 ) -> None:
     """An expired id sent again after its conversation exists is still refused (B-3)."""
     conversation_id = uuid.uuid4()
@@ -402,7 +424,9 @@ def test_expired_orphan_stays_refused_even_for_a_different_id_path(
     assert Message.objects.filter(conversation_id=conversation_id).count() == 0
 
 
-def test_orphans_far_apart_are_adopted_into_separate_groups(clock: time_machine.Coordinates) -> None:
+def test_orphans_far_apart_are_adopted_into_separate_groups(
+    clock: time_machine.Traveller,
+) -> None:
     conversation_id = uuid.uuid4()
     first = ingest(conversation_id, content="one")
     clock.shift(5.5)
@@ -418,7 +442,7 @@ def test_orphans_far_apart_are_adopted_into_separate_groups(clock: time_machine.
     assert new.reply_due_at == T0 + timedelta(seconds=10.5)
 
 
-def test_seed_timeline_adopts_abc_and_drops_dce(clock: time_machine.Coordinates) -> None:
+def test_seed_timeline_adopts_abc_and_drops_dce(clock: time_machine.Traveller) -> None:
     """Seed 000 section 4: T=0 abc for 123, T=2 conv 123, T=7 dce for 456, T=15 conv 456."""
     conv_123, conv_456 = uuid.uuid4(), uuid.uuid4()
     abc = ingest(conv_123, content="abc")
@@ -441,7 +465,7 @@ def test_seed_timeline_adopts_abc_and_drops_dce(clock: time_machine.Coordinates)
 
 
 def test_replay_stores_nothing_and_does_not_extend_the_window(
-    clock: time_machine.Coordinates,
+    clock: time_machine.Traveller,
 ) -> None:
     conversation_id = open_conversation()
     first = ingest(conversation_id, content="hi")
@@ -455,7 +479,7 @@ def test_replay_stores_nothing_and_does_not_extend_the_window(
     assert Message.objects.count() == 1
 
 
-def test_same_id_with_other_content_is_a_conflict(clock: time_machine.Coordinates) -> None:
+def test_same_id_with_other_content_is_a_conflict(clock: time_machine.Traveller) -> None:
     conversation_id = open_conversation()
     first = ingest(conversation_id, content="hi")
     with pytest.raises(MessageIdConflict):
@@ -465,7 +489,7 @@ def test_same_id_with_other_content_is_a_conflict(clock: time_machine.Coordinate
     assert Message.objects.get().content == "hi"
 
 
-def test_message_to_a_closed_conversation_is_refused(clock: time_machine.Coordinates) -> None:
+def test_message_to_a_closed_conversation_is_refused(clock: time_machine.Traveller) -> None:
     conversation_id = open_conversation()
     services.conversation_close(conversation_id=conversation_id)
     with pytest.raises(ConversationClosed):
@@ -474,7 +498,7 @@ def test_message_to_a_closed_conversation_is_refused(clock: time_machine.Coordin
     assert not BufferedMessage.objects.exists()
 
 
-def test_close_answers_a_pending_group_at_once(clock: time_machine.Coordinates) -> None:
+def test_close_answers_a_pending_group_at_once(clock: time_machine.Traveller) -> None:
     conversation_id = open_conversation()
     message = ingest(conversation_id)
     clock.shift(1)
@@ -488,7 +512,7 @@ def test_close_answers_a_pending_group_at_once(clock: time_machine.Coordinates) 
     assert replies_of(conversation_id)[0].content == f"Received messages:\n{message.id}"
 
 
-def test_open_twice_and_close_twice_are_refused(clock: time_machine.Coordinates) -> None:
+def test_open_twice_and_close_twice_are_refused(clock: time_machine.Traveller) -> None:
     conversation_id = open_conversation()
     with pytest.raises(ConversationExists):
         services.conversation_open(conversation_id=conversation_id)
@@ -500,7 +524,7 @@ def test_open_twice_and_close_twice_are_refused(clock: time_machine.Coordinates)
     assert Conversation.objects.count() == 1
 
 
-def test_updated_at_moves_on_every_message_and_on_close(clock: time_machine.Coordinates) -> None:
+def test_updated_at_moves_on_every_message_and_on_close(clock: time_machine.Traveller) -> None:
     conversation_id = open_conversation()
     clock.shift(1)
     ingest(conversation_id)
@@ -525,4 +549,4 @@ def test_a_lease_shorter_than_the_task_limit_fails_the_checks() -> None:
 
 
 def test_default_settings_pass_the_checks() -> None:
-    assert not [e for e in run_checks() if e.id.startswith("parley.")]
+    assert not [e for e in run_checks() if (e.id or "").startswith("parley.")]

@@ -22,12 +22,16 @@ def test_unexpected_exception_is_a_logged_problem_500_without_a_trace(
     client: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     with mock.patch(
-        "parley.conversations.services.conversation_open", side_effect=RuntimeError("boom at line 7")
+        "parley.conversations.services.conversation_open",
+        side_effect=RuntimeError("boom at line 7"),
     ):
         response = client.post(
             "/webhook/",
-            data={"type": "NEW_CONVERSATION", "timestamp": "2025-06-04T14:20:00Z",
-                  "data": {"id": "6a41b347-8d80-4ce9-84ba-7af66f369f6a"}},
+            data={
+                "type": "NEW_CONVERSATION",
+                "timestamp": "2025-06-04T14:20:00Z",
+                "data": {"id": "6a41b347-8d80-4ce9-84ba-7af66f369f6a"},
+            },
             content_type="application/json",
         )
 

@@ -49,7 +49,9 @@ def test_readyz_answers_503_naming_an_unreachable_broker(client: Any, settings: 
 def test_readyz_answers_503_naming_an_unreachable_database(client: Any) -> None:
     from unittest import mock
 
-    with mock.patch("parley.core.health._check_database", side_effect=OSError("connection refused")):
+    with mock.patch(
+        "parley.core.health._check_database", side_effect=OSError("connection refused")
+    ):
         response = client.get("/readyz")
 
     assert response.status_code == 503

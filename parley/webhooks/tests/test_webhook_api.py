@@ -51,7 +51,8 @@ def assert_problem(response: Any, status: int, code: str) -> dict[str, Any]:
     assert body["status"] == status
     assert body["code"] == code
     assert body["type"] == f"urn:parley:problem:{code}"
-    assert body["title"] and body["detail"]
+    assert body["title"]
+    assert body["detail"]
     return body
 
 
@@ -76,6 +77,7 @@ def test_seed_payloads_work_with_their_2025_timestamps(post_event: Any) -> None:
     # The window runs on arrival time: the 2025 message is not overdue.
     group = MessageGroup.objects.get()
     assert group.status == "OPEN"
+    assert group.reply_due_at is not None
     assert group.reply_due_at > message.received_at
 
     closed = post_event(SEED_CLOSE_CONVERSATION)
@@ -95,7 +97,9 @@ def test_new_conversation_twice_is_400_conversation_exists(post_event: Any) -> N
     assert_problem(response, 400, "conversation_exists")
     after = Conversation.objects.get()
     assert (after.created_at, after.updated_at, after.status) == (
-        before.created_at, before.updated_at, before.status
+        before.created_at,
+        before.updated_at,
+        before.status,
     )
 
 
@@ -183,7 +187,9 @@ def test_replay_of_a_buffered_message_is_202_buffered(post_event: Any) -> None:
 
 
 @pytest.mark.parametrize("change", ["content", "conversation_id"])
-def test_same_id_with_different_data_is_400_message_id_conflict(post_event: Any, change: str) -> None:
+def test_same_id_with_different_data_is_400_message_id_conflict(
+    post_event: Any, change: str
+) -> None:
     conversation_id, message_id = uuid.uuid4(), uuid.uuid4()
     post_event(new_conversation(conversation_id))
     post_event(new_message(message_id, conversation_id, content="original"))
@@ -301,17 +307,37 @@ MALFORMED: list[tuple[str, Any, str]] = [
     ("string", b'"NEW_MESSAGE"', "non_field_errors"),
     ("number", b"42", "non_field_errors"),
     ("empty-object", {}, "type"),
-    ("unknown-type", {"type": "DELETE_EVERYTHING", "timestamp": "2025-06-04T14:20:00Z", "data": {}}, "type"),
+    (
+        "unknown-type",
+        {"type": "DELETE_EVERYTHING", "timestamp": "2025-06-04T14:20:00Z", "data": {}},
+        "type",
+    ),
     ("lowercase-type", {**new_conversation(uuid.uuid4()), "type": "new_conversation"}, "type"),
     ("type-not-string", {**new_conversation(uuid.uuid4()), "type": 1}, "type"),
     ("missing-data", {"type": "NEW_CONVERSATION", "timestamp": "2025-06-04T14:20:00Z"}, "data"),
     ("data-is-list", {**new_conversation(uuid.uuid4()), "data": []}, "data"),
     ("data-is-string", {**new_conversation(uuid.uuid4()), "data": "x"}, "data"),
-    ("missing-timestamp", {"type": "NEW_CONVERSATION", "data": {"id": str(uuid.uuid4())}}, "timestamp"),
-    ("timestamp-not-iso", {**new_conversation(uuid.uuid4()), "timestamp": "yesterday"}, "timestamp"),
+    (
+        "missing-timestamp",
+        {"type": "NEW_CONVERSATION", "data": {"id": str(uuid.uuid4())}},
+        "timestamp",
+    ),
+    (
+        "timestamp-not-iso",
+        {**new_conversation(uuid.uuid4()), "timestamp": "yesterday"},
+        "timestamp",
+    ),
     ("timestamp-number", {**new_conversation(uuid.uuid4()), "timestamp": 1717510800}, "timestamp"),
-    ("timestamp-bad-date", {**new_conversation(uuid.uuid4()), "timestamp": "2025-02-30T10:00:00Z"}, "timestamp"),
-    ("conversation-id-missing", {"type": "NEW_CONVERSATION", "timestamp": "2025-06-04T14:20:00Z", "data": {}}, "data.id"),
+    (
+        "timestamp-bad-date",
+        {**new_conversation(uuid.uuid4()), "timestamp": "2025-02-30T10:00:00Z"},
+        "timestamp",
+    ),
+    (
+        "conversation-id-missing",
+        {"type": "NEW_CONVERSATION", "timestamp": "2025-06-04T14:20:00Z", "data": {}},
+        "data.id",
+    ),
     ("conversation-id-not-uuid", new_conversation("not-a-uuid"), "data.id"),
     ("conversation-id-number", {**new_conversation(uuid.uuid4()), "data": {"id": 123}}, "data.id"),
     ("close-id-not-uuid", close_conversation("1234"), "data.id"),
@@ -326,11 +352,17 @@ MALFORMED: list[tuple[str, Any, str]] = [
     ("content-object", _message_with(content={"text": "hi"}), "data.content"),
     ("content-too-long", _message_with(content="x" * 10_001), "data.content"),
     ("content-nul", _message_with(content="a\x00b"), "data.content"),
-    ("content-lone-surrogate", b'{"type":"NEW_MESSAGE","timestamp":"2025-06-04T14:20:05Z","data":{"id":"49108c71-4dca-4af3-9f32-61bc745926e2","conversation_id":"6a41b347-8d80-4ce9-84ba-7af66f369f6a","content":"\\ud800"}}', "non_field_errors"),
+    (
+        "content-lone-surrogate",
+        b'{"type":"NEW_MESSAGE","timestamp":"2025-06-04T14:20:05Z","data":{"id":"49108c71-4dca-4af3-9f32-61bc745926e2","conversation_id":"6a41b347-8d80-4ce9-84ba-7af66f369f6a","content":"\\ud800"}}',
+        "non_field_errors",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("body", "field"), [(b, f) for _, b, f in MALFORMED], ids=[n for n, _, _ in MALFORMED])
+@pytest.mark.parametrize(
+    ("body", "field"), [(b, f) for _, b, f in MALFORMED], ids=[n for n, _, _ in MALFORMED]
+)
 def test_malformed_body_is_400_invalid_payload_naming_the_field(
     post_event: Any, body: Any, field: str
 ) -> None:
@@ -364,7 +396,9 @@ def test_non_json_media_type_is_415(post_event: Any) -> None:
 
 
 def test_json_media_type_with_charset_is_accepted(post_event: Any) -> None:
-    response = post_event(new_conversation(uuid.uuid4()), content_type="application/json; charset=utf-8")
+    response = post_event(
+        new_conversation(uuid.uuid4()), content_type="application/json; charset=utf-8"
+    )
     assert response.status_code == 201
 
 
