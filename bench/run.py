@@ -1,0 +1,620 @@
+"""The benchmark's phases, in order (bench/README.md, "What it does").
+
+1. Fresh database and Redis database, migrate, start gunicorn, Celery worker
+   and beat with the production settings; wait for ``/readyz``; one canary
+   conversation proves the whole path (webhook, task, reply) works.
+2. Open a pool of conversations (NEW_CONVERSATION throughput, for the record).
+3. Saturation, interleaved in rounds so that the machine's drift hits both
+   alike: ``/healthz``, then NEW_MESSAGE into random pool conversations, then
+   wait until every group those messages made is answered.
+4. The conversational phase (``BENCH_SECONDS``): many conversations in bursts,
+   rate-limited to half of the NEW_MESSAGE saturation throughput.
+5. Wait for the window plus a margin, then audit the database.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import random
+import shlex
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import psutil
+
+from bench import audit, config, monitor, report
+from bench.loadgen import LoadResult, request_bytes, run_closed_loop
+from bench.stack import BenchError, Stack, check_services, reset_database
+
+WARMUP_SECONDS = 1.0
+# During NEW_MESSAGE saturation, each conversation gets a message about this
+# often, on average (see the pool narrowing in _phases).
+PACE_SECONDS = 2.5
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+
+
+class Phases:
+    """Start and end times of the phases, relative to the run's start (for the plot)."""
+
+    def __init__(self, origin: float) -> None:
+        self.origin = origin
+        self.spans: list[tuple[str, float, float]] = []
+
+    def add(self, name: str, start: float, end: float) -> None:
+        self.spans.append((name, start - self.origin, end - self.origin))
+
+
+def _webhook_factory(host: str, conversations: list[str]) -> Callable[[], tuple[bytes, str]]:
+    """NEW_MESSAGE requests, each a fresh id into a random open conversation."""
+    rng = random.Random()
+    choice = rng.choice
+    uuid4 = uuid.uuid4
+    counter = [0]
+    head = f"POST /webhook/ HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+    prefix = '{"type":"NEW_MESSAGE","timestamp":"' + _now_iso() + '","data":{"id":"'
+
+    def make() -> tuple[bytes, str]:
+        counter[0] += 1
+        message_id = str(uuid4())
+        body = (
+            prefix
+            + message_id
+            + '","conversation_id":"'
+            + choice(conversations)
+            + '","content":"Hi, I would like information about renting an apartment near '
+            + f'the station. Message {counter[0]}."}}}}'
+        ).encode()
+        return head.encode() + b"Content-Length: %d\r\n\r\n" % len(body) + body, message_id
+
+    return make
+
+
+def _conversation_factory(host: str) -> Callable[[], tuple[bytes, str]]:
+    prefix = '{"type":"NEW_CONVERSATION","timestamp":"' + _now_iso() + '","data":{"id":"'
+
+    def make() -> tuple[bytes, str]:
+        conversation_id = str(uuid.uuid4())
+        body = (prefix + conversation_id + '"}}').encode()
+        raw = request_bytes("POST", "/webhook/", host, body, "application/json")
+        return raw, conversation_id
+
+    return make
+
+
+def _summarise(results: list[LoadResult], ok: int) -> dict[str, Any]:
+    rps = [r.rps(ok) for r in results]
+    latencies = [lat for r in results for lat in r.latencies(ok)]
+    statuses: dict[str, int] = {}
+    for r in results:
+        for s in r.status:
+            statuses[str(s)] = statuses.get(str(s), 0) + 1
+    client_cpu = sum(r.cpu_seconds for r in results) / max(sum(r.seconds for r in results), 1e-9)
+    return {
+        "rps": report.median(rps),
+        "rounds_rps": [round(x, 1) for x in rps],
+        "p50_ms": report.percentile(latencies, 50),
+        "p99_ms": report.percentile(latencies, 99),
+        "statuses": statuses,
+        "requests": sum(r.count() for r in results),
+        "client_cpu_pct": round(100 * client_cpu, 1),
+    }
+
+
+def _canary(stack: Stack, conn: audit.Conn, timeout: float) -> float:
+    """One conversation, one message, one reply: proves web, broker and worker work."""
+    import urllib.request
+
+    conversation_id, message_id = str(uuid.uuid4()), str(uuid.uuid4())
+    events = [
+        {"type": "NEW_CONVERSATION", "timestamp": _now_iso(), "data": {"id": conversation_id}},
+        {
+            "type": "NEW_MESSAGE",
+            "timestamp": _now_iso(),
+            "data": {"id": message_id, "conversation_id": conversation_id, "content": "canary"},
+        },
+    ]
+    start = time.monotonic()
+    for event in events:
+        request = urllib.request.Request(
+            f"{stack.base_url}/webhook/",
+            data=json.dumps(event).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            if response.status not in (201, 202):
+                raise BenchError(f"canary {event['type']} got HTTP {response.status}")
+    while time.monotonic() - start < timeout:
+        stack.check_alive()
+        row = conn.execute(
+            f"SELECT count(*) FROM {audit.MESSAGE}"
+            " WHERE type = 'OUTBOUND' AND conversation_id = %s",
+            [conversation_id],
+        ).fetchone()
+        if row and row[0]:
+            return time.monotonic() - start
+        time.sleep(0.2)
+    raise BenchError(
+        f"The canary message got no reply within {timeout:.0f} s: is the Celery worker running? "
+        "See bench/results/logs/worker.log."
+    )
+
+
+def _read_conversation_records(path: Path) -> list[tuple[float, float, str, int, str, str, str]]:
+    records = []
+    for line in path.read_text().splitlines():
+        sent, latency, kind, status, message_id, conversation_id, accepted = line.split("\t")
+        records.append(
+            (float(sent), float(latency), kind, int(status), message_id, conversation_id, accepted)
+        )
+    return records
+
+
+def _git_commit() -> str:
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"],
+            cwd=config.ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=config.ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return f"{head}-dirty" if dirty else head
+
+
+def _machine() -> dict[str, Any]:
+    model = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu_count": os.cpu_count(),
+        "cpu_model": model,
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def _command() -> str:
+    knobs = " ".join(
+        f"{k}={shlex.quote(v)}" for k, v in sorted(os.environ.items()) if k.startswith("BENCH_")
+    )
+    base = "make bench" if os.environ.get("MAKELEVEL") else "python -m bench"
+    return f"{knobs} {base}".strip()
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def main() -> int:
+    # Ctrl-C and SIGTERM both unwind through the Stack, which stops the servers.
+    # SIGINT is set explicitly: a shell starts background jobs with it ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    cfg = config.load()
+    cfg.results.mkdir(parents=True, exist_ok=True)
+    logs = cfg.results / "logs"
+    logs.mkdir(exist_ok=True)
+    try:
+        return _run(cfg, logs)
+    except BenchError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("bench: interrupted; the stack was stopped.", file=sys.stderr)
+        return 130
+
+
+def _run(cfg: config.BenchConfig, logs: Path) -> int:
+    started = datetime.now(UTC)
+    origin = time.time()
+    phases = Phases(origin)
+    log(f"checking PostgreSQL and Redis; database {cfg.database}, Redis {cfg.redis_url}")
+    check_services(cfg)
+    reset_database(cfg)
+    with Stack(cfg, logs) as stack:
+        log("migrating")
+        stack.migrate()
+        log(f"starting gunicorn, Celery worker and beat on port {stack.port} (logs in {logs})")
+        stack.start()
+        stack.wait_ready()
+        web, worker = stack.pid("web"), stack.pid("worker")
+        trees: dict[str, Callable[[], list[psutil.Process]]] = {
+            "web": lambda: monitor.tree(web),
+            "worker": lambda: monitor.tree(worker),
+            "scheduler": lambda: monitor.tree(stack.pid("scheduler")),
+        }
+        sampler = monitor.RssSampler(trees=trees, interval=cfg.sample_seconds, origin=origin)
+        sampler.start()
+        conn = audit.connect(cfg.database_url)
+        try:
+            result = _phases(cfg, stack, conn, phases, trees, sampler, started, origin)
+        finally:
+            sampler.stop()
+            conn.close()
+    log("stack stopped")
+    return result
+
+
+def _phases(
+    cfg: config.BenchConfig,
+    stack: Stack,
+    conn: audit.Conn,
+    phases: Phases,
+    trees: dict[str, Callable[[], list[psutil.Process]]],
+    sampler: monitor.RssSampler,
+    started: datetime,
+    origin: float,
+) -> int:
+    logs = stack.logs
+    host, port = stack.host, stack.port
+    hostport = f"{host}:{port}"
+    canary_s = _canary(stack, conn, timeout=cfg.window_s + 30)
+    log(f"canary replied in {canary_s:.1f} s; the whole path works")
+
+    me = psutil.Process()
+    cpu_groups: dict[str, Callable[[], list[psutil.Process]]] = {
+        **trees,
+        "postgres": lambda: monitor.by_name("postgres", "postmaster"),
+        "redis": lambda: monitor.by_name("redis-server"),
+        "client": lambda: [me],
+    }
+    cpu: dict[str, list[dict[str, float]]] = {"healthz": [], "webhook": [], "half_load": []}
+    accepted: set[str] = set()
+    # Completion times, one list per measured run ("segment"), by kind of request.
+    throughput: dict[str, list[list[float]]] = {
+        "/healthz": [],
+        "NEW_MESSAGE": [],
+        "other webhook": [],
+    }
+
+    healthz = request_bytes("GET", "/healthz", hostport)
+    run_closed_loop(
+        host, port, lambda: (healthz, ""), connections=cfg.connections, seconds=WARMUP_SECONDS
+    )
+
+    log(f"opening {cfg.pool_conversations} conversations")
+    t0 = time.time()
+    pool_result = run_closed_loop(
+        host,
+        port,
+        _conversation_factory(hostport),
+        connections=cfg.connections,
+        total=cfg.pool_conversations,
+    )
+    phases.add("pool", t0, time.time())
+    pool = pool_result.accepted_tags(201)
+    throughput["other webhook"].append(pool_result.done_at)
+    if len(pool) < cfg.pool_conversations * 0.99:
+        raise BenchError(
+            f"only {len(pool)} of {cfg.pool_conversations} NEW_CONVERSATION got 201 "
+            f"(statuses: {sorted(set(pool_result.status))}); see bench/results/logs/web.log"
+        )
+
+    segment = cfg.saturation_seconds / cfg.rounds
+    healthz_runs: list[LoadResult] = []
+    webhook_runs: list[LoadResult] = []
+    drains: list[float] = []
+    new_groups = measured_messages = 0
+    active: list[int] = []
+    for n in range(cfg.rounds):
+        log(f"round {n + 1}/{cfg.rounds}: /healthz saturation, {segment:g} s")
+        meter = monitor.CpuMeter(cpu_groups)
+        t0 = time.time()
+        meter.start()
+        res = run_closed_loop(
+            host, port, lambda: (healthz, ""), connections=cfg.connections, seconds=segment
+        )
+        cpu["healthz"].append(meter.stop())
+        phases.add(f"/healthz {n + 1}", t0, time.time())
+        healthz_runs.append(res)
+        throughput["/healthz"].append(res.done_at)
+
+        log(f"round {n + 1}/{cfg.rounds}: NEW_MESSAGE saturation, {segment:g} s")
+        warm = run_closed_loop(
+            host,
+            port,
+            _webhook_factory(hostport, pool),
+            connections=cfg.connections,
+            seconds=WARMUP_SECONDS,
+        )
+        accepted.update(warm.accepted_tags(202))
+        throughput["NEW_MESSAGE"].append(warm.done_at)
+        # Narrow the pool to about PACE_SECONDS of traffic, so that each
+        # conversation gets a message every PACE_SECONDS on average: some
+        # messages start a group, most join one, as bursts do.
+        size = int(min(len(pool), max(4 * cfg.connections, warm.rps(202) * PACE_SECONDS)))
+        active.append(size)
+        factory = _webhook_factory(hostport, pool[:size])
+        before = audit.counts(conn)
+        meter = monitor.CpuMeter(cpu_groups)
+        t0 = time.time()
+        meter.start()
+        res = run_closed_loop(host, port, factory, connections=cfg.connections, seconds=segment)
+        cpu["webhook"].append(meter.stop())
+        after = audit.counts(conn)
+        new_groups += after[1] - before[1]
+        measured_messages += after[0] - before[0]
+        phases.add(f"NEW_MESSAGE {n + 1}", t0, time.time())
+        webhook_runs.append(res)
+        accepted.update(res.accepted_tags(202))
+        throughput["NEW_MESSAGE"].append(res.done_at)
+
+        t0 = time.time()
+        drain = audit.wait_until_settled(
+            conn, minimum=cfg.window_s + 0.5, maximum=cfg.window_s + 120
+        )
+        groups_left, _ = audit.pending(conn)
+        phases.add("replies", t0, time.time())
+        drains.append(drain)
+        log(
+            f"round {n + 1}: {res.rps(202):,.0f} NEW_MESSAGE/s vs "
+            f"{healthz_runs[-1].rps(200):,.0f} /healthz/s; "
+            f"replies drained in {drain:.1f} s ({groups_left} groups left)"
+        )
+
+    hz = _summarise(healthz_runs, 200)
+    wh = _summarise(webhook_runs, 202)
+    saturation_groups = audit.pending(conn)
+
+    # --- The conversational phase, at half of the NEW_MESSAGE saturation rate ---
+    target = wh["rps"] / 2
+    log(
+        f"conversations at half load: {target:,.0f} req/s for {cfg.seconds:g} s "
+        f"(locust; window {cfg.window_s:g} s)"
+    )
+    records_path = cfg.results / "conversations.tsv"
+    summary_path = cfg.results / "conversations.json"
+    phase_start = datetime.now(UTC)
+    rss_start = sampler.sample()
+    t0 = time.time()
+    locust = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bench.conversations",
+            "--host",
+            stack.base_url,
+            "--rate",
+            f"{target:.1f}",
+            "--seconds",
+            f"{cfg.seconds:g}",
+            "--window",
+            f"{cfg.window_s:g}",
+            "--tolerance",
+            f"{cfg.tolerance_s:g}",
+            "--out",
+            str(records_path),
+            "--summary",
+            str(summary_path),
+        ],
+        cwd=config.ROOT,
+        stdout=(logs / "locust.log").open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    # The locust process has exited when the meter stops: its CPU comes from its summary.
+    meter = monitor.CpuMeter({k: v for k, v in cpu_groups.items() if k != "client"})
+    meter.start()
+    try:
+        while locust.poll() is None:
+            stack.check_alive()
+            time.sleep(0.5)
+    finally:
+        if locust.poll() is None:
+            locust.terminate()
+            locust.wait(timeout=10)
+    cpu["half_load"].append(meter.stop())
+    phase_end_time = time.time()
+    rss_end = sampler.sample()
+    phases.add("conversations (half load)", t0, phase_end_time)
+    if locust.returncode != 0:
+        raise BenchError(f"the locust run failed; see {logs / 'locust.log'}")
+    records = _read_conversation_records(records_path)
+    conv_summary = json.loads(summary_path.read_text())
+    locust_wall = max(conv_summary["ended_at"] - conv_summary["started_at"], 1e-9)
+    cpu["half_load"][-1]["client"] = round(100 * conv_summary["cpu_seconds"] / locust_wall, 1)
+    phase_end = datetime.now(UTC)
+    conversation_done: dict[str, list[float]] = {"NEW_MESSAGE": [], "other webhook": []}
+    for sent, latency, kind, status, message_id, _, _ in records:
+        if status == 202 and message_id:
+            accepted.add(message_id)
+        key = "NEW_MESSAGE" if kind in "MR" else "other webhook"
+        conversation_done[key].append(sent + latency / 1000)
+    for key, done in conversation_done.items():
+        throughput[key].append(sorted(done))
+    msg_lat = [r[1] for r in records if r[2] == "M" and r[3] == 202]
+    all_lat = [r[1] for r in records if r[3] in (200, 201, 202)]
+    errors = sum(
+        1 for r in records if r[3] != {"C": 201, "M": 202, "R": 202, "X": 200}.get(r[2], r[3])
+    )
+    kinds: dict[str, int] = {}
+    for r in records:
+        kinds[r[2]] = kinds.get(r[2], 0) + 1
+    # The rate once every user has started, up to the deadline.
+    steady_from = conv_summary["started_at"] + conv_summary["stagger_s"]
+    steady_to = conv_summary["started_at"] + cfg.seconds
+    steady = sum(1 for r in records if steady_from <= r[0] < steady_to)
+    half_rps = steady / max(steady_to - steady_from, 1e-9)
+
+    # --- Settle and audit -------------------------------------------------------
+    log("load stopped; waiting for the window plus a margin, then auditing")
+    t0 = time.time()
+    settle = audit.wait_until_settled(
+        conn, minimum=cfg.window_s + 2.0, maximum=cfg.window_s + cfg.tolerance_s + 60
+    )
+    phases.add("settle", t0, time.time())
+    delays = audit.reply_delays(conn, since=phase_start, until=phase_end)
+    window_delays = [d.delay_s for d in delays if d.cause == "window"]
+    close_delays = [d.delay_s for d in delays if d.cause == "close"]
+    result_audit = audit.audit(conn, accepted, cfg.tolerance_s)
+
+    # --- Report -------------------------------------------------------------------
+    rss_series = sampler.series
+    phase_rss = [p for p in rss_series if rss_start["t"] <= p["t"] <= rss_end["t"]]
+    slope = _slope([p["t"] for p in phase_rss], [p["web"] + p["worker"] for p in phase_rss])
+    window = cfg.window_s
+    ratio = wh["rps"] / hz["rps"] if hz["rps"] else float("nan")
+    half_p99 = report.percentile(msg_lat, 99)
+    d_p99 = report.percentile(window_delays, 99)
+    d_min = min(window_delays) if window_delays else float("nan")
+    result: dict[str, Any] = {
+        "healthz_rps": report.rnd(hz["rps"]),
+        "webhook_rps": report.rnd(wh["rps"]),
+        "webhook_p50_ms": report.rnd(wh["p50_ms"], 2),
+        "webhook_p99_ms": report.rnd(wh["p99_ms"], 2),
+        "webhook_to_healthz_ratio": report.rnd(ratio, 3),
+        "half_load_target_rps": report.rnd(target),
+        "half_load_rps": report.rnd(half_rps),
+        "half_load_p50_ms": report.rnd(report.percentile(msg_lat, 50), 2),
+        "half_load_p99_ms": report.rnd(half_p99, 2),
+        "half_load_all_p99_ms": report.rnd(report.percentile(all_lat, 99), 2),
+        "half_load_errors": errors,
+        "reply_delay_p50_s": report.rnd(report.percentile(window_delays, 50), 3),
+        "reply_delay_p99_s": report.rnd(d_p99, 3),
+        "reply_delay_max_s": report.rnd(max(window_delays) if window_delays else float("nan"), 3),
+        "reply_delay_min_s": report.rnd(d_min, 3),
+        "reply_delay_groups": len(window_delays),
+        "reply_delay_on_close_max_s": report.rnd(max(close_delays), 3) if close_delays else None,
+        "reply_delay_on_close_groups": len(close_delays),
+        "lost": result_audit.lost,
+        "duplicated": result_audit.duplicated,
+        "messages": result_audit.messages,
+        "groups": result_audit.groups,
+        "conversations": result_audit.conversations,
+        "window_s": window,
+        "orphan_tolerance_s": cfg.tolerance_s,
+        "rss_start_mb": report.rnd(rss_start["web"] + rss_start["worker"]),
+        "rss_end_mb": report.rnd(rss_end["web"] + rss_end["worker"]),
+        "rss_slope_mb_per_min": report.rnd(slope * 60, 2),
+        "rss_web_start_mb": rss_start["web"],
+        "rss_web_end_mb": rss_end["web"],
+        "rss_worker_start_mb": rss_start["worker"],
+        "rss_worker_end_mb": rss_end["worker"],
+        "new_conversation_rps": report.rnd(pool_result.rps(201)),
+        "targets": {
+            "ratio": ratio >= 0.20,
+            "half_load_p99": half_p99 < 50.0,
+            "reply_delay_p99": d_p99 <= window + 1.0,
+            "reply_delay_min": d_min >= window,
+            "lost": result_audit.lost == 0,
+            "duplicated": result_audit.duplicated == 0,
+        },
+        "audit": {
+            "accepted": result_audit.accepted,
+            "replies": result_audit.replies,
+            "lost_messages": result_audit.lost_messages,
+            "lost_groups": result_audit.lost_groups,
+            "duplicated_groups": result_audit.duplicated_groups,
+            "duplicated_messages": result_audit.duplicated_messages,
+            "ungrouped_messages": result_audit.ungrouped,
+            "reply_content_mismatch": result_audit.reply_mismatch,
+            "orphans_adopted": result_audit.orphans_adopted,
+            "orphans_expired": result_audit.orphans_expired,
+            "stored_without_202": result_audit.unacknowledged,
+            "settle_s": round(settle, 1),
+        },
+        "saturation": {
+            "connections": cfg.connections,
+            "rounds": cfg.rounds,
+            "seconds_per_round": segment,
+            "pool_conversations": len(pool),
+            "healthz": {**_rounded(hz), "cpu_pct": _mean_cpu(cpu["healthz"])},
+            "webhook": {
+                **_rounded(wh),
+                "cpu_pct": _mean_cpu(cpu["webhook"]),
+                "conversations_used": active,
+                "new_group_share": report.rnd(new_groups / max(measured_messages, 1), 3),
+            },
+            "reply_drain_s": [round(d, 1) for d in drains],
+            "groups_pending_after": saturation_groups[0],
+        },
+        "half_load": {
+            **conv_summary,
+            "requests": len(records),
+            "conversations": len({r[5] for r in records}),
+            "by_kind": kinds,
+            "cpu_pct": _mean_cpu(cpu["half_load"]),
+        },
+        "rss_series": rss_series,
+        "config": {
+            "seconds": cfg.seconds,
+            "saturation_seconds": cfg.saturation_seconds,
+            "sample_seconds": cfg.sample_seconds,
+            "gunicorn_workers": len(monitor.tree(stack.pid("web"))) - 1,
+            "celery_concurrency": 2,
+        },
+        "machine": _machine(),
+        "git_commit": _git_commit(),
+        "command": _command(),
+        "started_at": started.isoformat(timespec="seconds"),
+        "duration_s": round(time.time() - origin, 1),
+    }
+    report.write_json(cfg.results / "latest.json", result)
+    throughput_series = {
+        k: [report.per_second(seg, origin) for seg in segments]
+        for k, segments in throughput.items()
+    }
+    report.write_png(
+        cfg.results / "latest.png",
+        result=result,
+        delays=window_delays,
+        throughput=throughput_series,
+        phases=phases.spans,
+        rss=rss_series,
+    )
+    print()
+    print(report.table(result))
+    print()
+    log(f"wrote {cfg.results / 'latest.json'} and {cfg.results / 'latest.png'}")
+    return 0
+
+
+def _rounded(summary: dict[str, Any]) -> dict[str, Any]:
+    return {k: report.rnd(v, 2) if isinstance(v, float) else v for k, v in summary.items()}
+
+
+def _mean_cpu(samples: list[dict[str, float]]) -> dict[str, float]:
+    if not samples:
+        return {}
+    return {k: round(sum(s.get(k, 0.0) for s in samples) / len(samples), 1) for k in samples[0]}
+
+
+def _slope(xs: list[float], ys: list[float]) -> float:
+    """Least-squares slope of ys over xs (per second); 0 with fewer than 2 points."""
+    if len(xs) < 2:
+        return 0.0
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    var = sum((x - mx) ** 2 for x in xs)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / var if var else 0.0
