@@ -8,10 +8,13 @@ switch to PostgreSQL and Redis.
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(environ.Env().str("PARLEY_VAR_DIR", default=str(BASE_DIR / "var")))
@@ -126,6 +129,44 @@ MESSAGE_MAX_LENGTH = 10_000
 WEBHOOK_SECRET = env.str("WEBHOOK_SECRET", default="")
 API_TOKEN = env.str("API_TOKEN", default="")
 
+# --- Rate limiting --------------------------------------------------------------
+# Optional per-source limit on POST /webhook/ (parley.core.throttling), in DRF's
+# rate syntax: "100/s", "6000/min", "50000/hour", "1000000/day". Empty: no limit.
+WEBHOOK_RATE_LIMIT = env.str("WEBHOOK_RATE_LIMIT", default="").strip()
+if WEBHOOK_RATE_LIMIT and not re.fullmatch(
+    r"[1-9][0-9]*/(s|sec|second|m|min|minute|h|hour|d|day)", WEBHOOK_RATE_LIMIT
+):
+    raise ImproperlyConfigured(
+        f"WEBHOOK_RATE_LIMIT={WEBHOOK_RATE_LIMIT!r}: expected N/s, N/min, N/hour or N/day."
+    )
+# The counters live in Django's cache. With REDIS_URL every process shares them
+# (one atomic INCR per request); without it each process counts on its own. The
+# cache takes its own Redis database, REDIS_CACHE_DB, so that clearing it can
+# never touch the broker's queues; its keys start with "parley:" as well.
+_cache_redis_url = env.str("REDIS_URL", default="")
+if _cache_redis_url:
+    _cache_parts = urlsplit(_cache_redis_url)
+    if _cache_parts.scheme in ("redis", "rediss"):
+        _cache_db = env.int("REDIS_CACHE_DB", default=1)
+        _cache_redis_url = urlunsplit(_cache_parts._replace(path=f"/{_cache_db}"))
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": _cache_redis_url,
+            "KEY_PREFIX": "parley",
+            # A slow Redis must not hold webhook requests: the throttle lets
+            # requests through when the cache fails.
+            "OPTIONS": {"socket_connect_timeout": 1.0, "socket_timeout": 1.0},
+        }
+    }
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "LOCATION": "parley",
+        }
+    }
+
 # --- Celery (README, "Why these Celery settings") ------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL or "filesystem://")
@@ -176,6 +217,11 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": [],
     "UNAUTHENTICATED_USER": None,
     "EXCEPTION_HANDLER": "parley.core.errors.problem_exception_handler",
+    # Ignore an Accept header no renderer satisfies instead of answering 406.
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "parley.core.negotiation.LenientContentNegotiation",
+    # Proxies in front of the app whose X-Forwarded-For entries are trusted (the
+    # rate limit's client address); 0: REMOTE_ADDR, the header is ignored.
+    "NUM_PROXIES": env.int("NUM_PROXIES", default=0),
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
 SPECTACULAR_SETTINGS = {

@@ -41,7 +41,11 @@ class ParleyError(Exception):
 
     def body(self) -> dict[str, Any]:
         return problem_body(
-            status=self.status, code=self.code, title=self.title, detail=self.detail, errors=self.errors
+            status=self.status,
+            code=self.code,
+            title=self.title,
+            detail=self.detail,
+            errors=self.errors,
         )
 
 

@@ -17,6 +17,7 @@ from parley.conversations.serializers import ConversationOutput
 from parley.core import metrics
 from parley.core.errors import ParleyError
 from parley.core.openapi import problem_responses
+from parley.core.throttling import WebhookRateThrottle
 from parley.webhooks.schemas import (
     CloseConversation,
     Event,
@@ -49,7 +50,8 @@ class MessageAcceptedOutput(serializers.Serializer):
     conversation_id = serializers.UUIDField()
     status = serializers.ChoiceField(
         choices=["queued", "buffered"],
-        help_text="queued: stored in its conversation; buffered: waiting for the conversation (B-1).",
+        help_text="queued: stored in its conversation; "
+        "buffered: waiting for the conversation (B-1).",
     )
 
 
@@ -63,6 +65,7 @@ class WebhookApi(APIView):
     # msgspec decodes and validates them in one pass. JSONParser is declared
     # for the schema; the media type is checked by hand below.
     parser_classes = [JSONParser]
+    throttle_classes = [WebhookRateThrottle]
 
     @extend_schema(
         operation_id="webhook_receive",
@@ -91,6 +94,7 @@ class WebhookApi(APIView):
                 s401="invalid_signature: missing, bad or stale signature (S-1).",
                 s413="payload_too_large: body over WEBHOOK_MAX_BODY_BYTES.",
                 s415="unsupported_media_type: the body must be JSON.",
+                s429="rate_limited: over WEBHOOK_RATE_LIMIT for this source; see Retry-After.",
             ),
         },
         examples=[

@@ -111,13 +111,24 @@ def parse_event(body: bytes) -> Event:
         raise InvalidPayload(
             "The payload failed validation.", errors={field: [_human(message)]}
         ) from exc
-    except msgspec.DecodeError as exc:
+    # msgspec raises UnicodeDecodeError, not DecodeError, for a body that is not UTF-8.
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise InvalidPayload(
             "The body is not valid JSON.", errors={"non_field_errors": [_human(str(exc))]}
         ) from exc
     if event.timestamp.tzinfo is None:
         # W-1: a timestamp without an offset is UTC.
         event = msgspec.structs.replace(event, timestamp=event.timestamp.replace(tzinfo=UTC))
+    elif event.timestamp.utcoffset():
+        # Stored in UTC: PostgreSQL refuses offsets beyond 15:59 (RFC 3339 allows
+        # 23:59), and 0001-01-01T00:00:00+01:00 has no UTC time at all.
+        try:
+            event = msgspec.structs.replace(event, timestamp=event.timestamp.astimezone(UTC))
+        except OverflowError as exc:
+            raise InvalidPayload(
+                "The payload failed validation.",
+                errors={"timestamp": ["Out of range: the UTC time must lie in years 1 to 9999."]},
+            ) from exc
     return event
 
 
