@@ -17,20 +17,19 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 from uuid import UUID, uuid4
 
 import structlog
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Exists
 from django.utils import timezone
 from structlog.contextvars import bind_contextvars
 
 from parley.conversations import rules
 from parley.conversations.models import BufferedMessage, Conversation, Message, MessageGroup
 from parley.conversations.replies import InboundMessage, ReplyRequest, get_reply_writer
-from parley.core import metrics
+from parley.core import metrics, sql
 from parley.core.db import conversation_id_lock
 from parley.core.errors import (
     BufferExpired,
@@ -87,6 +86,28 @@ def message_ingest(
         return known
 
 
+# The hot path's statements, as raw SQL (parley.core.sql explains why).
+_LOCK_OPEN_CONVERSATION = f"""
+    UPDATE {Conversation._meta.db_table} SET updated_at = %s
+    WHERE id = %s AND status = 'OPEN'
+      AND NOT EXISTS (SELECT 1 FROM {BufferedMessage._meta.db_table} WHERE id = %s)
+"""  # noqa: S608  (table names from the models)
+_SELECT_OPEN_GROUP = f"""
+    SELECT * FROM {MessageGroup._meta.db_table} WHERE conversation_id = %s AND status = 'OPEN'
+"""  # noqa: S608
+_EXTEND_GROUP = f"""
+    UPDATE {MessageGroup._meta.db_table} SET last_message_at = %s, reply_due_at = %s WHERE id = %s
+"""  # noqa: S608
+
+
+def _conversation_field(name: str) -> Any:
+    return sql.field(Conversation, name)
+
+
+def _group_field(name: str) -> Any:
+    return sql.field(MessageGroup, name)
+
+
 def _lock_open_conversation(conversation_id: UUID, message_id: UUID, now: datetime) -> bool:
     """Lock the conversation if it is OPEN and the id was never buffered; one round trip.
 
@@ -94,12 +115,15 @@ def _lock_open_conversation(conversation_id: UUID, message_id: UUID, now: dateti
     and moves ``updated_at`` (R-1). The NOT EXISTS keeps an id that expired in
     the buffer from slipping in once its conversation exists (B-3).
     """
-    never_buffered = ~Exists(BufferedMessage.objects.filter(pk=message_id))
-    return bool(
-        Conversation.objects.filter(never_buffered, pk=conversation_id, status="OPEN").update(
-            updated_at=now
-        )
+    changed = sql.execute(
+        _LOCK_OPEN_CONVERSATION,
+        [
+            (_conversation_field("updated_at"), now),
+            (_conversation_field("id"), conversation_id),
+            (sql.field(BufferedMessage, "id"), message_id),
+        ],
     )
+    return changed == 1
 
 
 def _ingest_slow_path(
@@ -179,14 +203,17 @@ def _append_inbound(
     """Insert an INBOUND message into its group. Caller holds the conversation lock."""
     arrival = arrival or now
     group = _group_for_arrival(conversation_id, arrival=arrival, now=now)
-    Message.objects.create(
-        id=message_id,
-        conversation_id=conversation_id,
-        type=Message.Type.INBOUND,
-        content=content,
-        timestamp=timestamp,
-        received_at=arrival,
-        group=group,
+    sql.insert(
+        Message,
+        {
+            "id": message_id,
+            "conversation": conversation_id,
+            "type": Message.Type.INBOUND,
+            "content": content,
+            "timestamp": timestamp,
+            "received_at": arrival,
+            "group": group.pk,
+        },
     )
 
 
@@ -201,7 +228,10 @@ def _group_for_arrival(conversation_id: UUID, *, arrival: datetime, now: datetim
        for the group's due time.
     """
     window, max_wait = settings.GROUP_WINDOW, settings.GROUP_MAX_WAIT
-    group = MessageGroup.objects.filter(conversation_id=conversation_id, status="OPEN").first()
+    open_groups = MessageGroup.objects.raw(
+        _SELECT_OPEN_GROUP, sql.adapt([(_group_field("conversation"), conversation_id)])
+    )
+    group = next(iter(open_groups), None)
     if group is not None:
         assert group.reply_due_at is not None
         if rules.joins_group(arrival=arrival, group_reply_due_at=group.reply_due_at):
@@ -209,7 +239,14 @@ def _group_for_arrival(conversation_id: UUID, *, arrival: datetime, now: datetim
             group.reply_due_at = rules.group_reply_due_at(
                 opened_at=group.opened_at, last_message_at=arrival, window=window, max_wait=max_wait
             )
-            group.save(update_fields=["last_message_at", "reply_due_at"])
+            sql.execute(
+                _EXTEND_GROUP,
+                [
+                    (_group_field("last_message_at"), group.last_message_at),
+                    (_group_field("reply_due_at"), group.reply_due_at),
+                    (_group_field("id"), group.pk),
+                ],
+            )
             return group
         _group_close(group, now=now)
     group = MessageGroup.objects.create(
