@@ -69,7 +69,7 @@ ACCEPT_HEADERS = st.one_of(
     st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=60),
 )
 
-# Cases run, per "METHOD path mode"; summed up when the session ends.
+# Cases run, per target; printed when the test run ends.
 CASES_RUN: Counter[str] = Counter()
 
 
@@ -125,8 +125,9 @@ def keep_test_connection() -> Iterator[None]:
         request_finished.connect(close_old_connections)
 
 
-def test_schema_lists_every_api_endpoint() -> None:
-    assert operation_labels() == ["GET /conversations/{conversation_id}/", "POST /webhook/"]
+def test_the_schema_loads_with_the_api_endpoints() -> None:
+    """The fuzz tests are parametrized from the schema: an empty one would test nothing."""
+    assert {"GET /conversations/{conversation_id}/", "POST /webhook/"} <= set(operation_labels())
 
 
 @pytest.mark.django_db

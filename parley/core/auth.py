@@ -45,6 +45,10 @@ class ApiTokenScheme(OpenApiAuthenticationExtension):
     target_class = ApiTokenAuthentication
     name = "apiToken"
 
+    def get_security_requirement(self, auto_schema: Any) -> list[dict[str, list[str]]]:
+        # Optional: without API_TOKEN on the server, reads need no token.
+        return [{self.name: []}, {}]
+
     def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
         return {
             "type": "http",

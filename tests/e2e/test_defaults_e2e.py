@@ -33,23 +33,31 @@ def test_seed_flows_at_the_real_5_and_6_second_defaults(stack: Stack) -> None:
     chat, conv_123, conv_456 = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     burst = [uuid.uuid4() for _ in range(3)]
     abc, dce = uuid.uuid4(), uuid.uuid4()
-    start = time.monotonic()
-
-    def at(seconds: float) -> None:
-        time.sleep(max(0.0, start + seconds - time.monotonic()))
-
+    # Windows run on the server's arrival time. A message arrives after its
+    # request is sent and before its response returns, so each step is timed
+    # from the bound that keeps its margin: adoption from the orphan's send,
+    # expiry from its response.
     assert stack.post(new_conversation(chat)).status == 201
+    start = time.monotonic()
     assert stack.post(new_message(burst[0], chat, "Hi")).body["status"] == "queued"
+    abc_sent = time.monotonic()
     assert stack.post(new_message(abc, conv_123, "abc")).body["status"] == "buffered"
     assert stack.post(new_message(dce, conv_456, "dce")).body["status"] == "buffered"
-    at(2)
+    dce_answered = time.monotonic()
+
+    def at(anchor: float, seconds: float) -> None:
+        time.sleep(max(0.0, anchor + seconds - time.monotonic()))
+
+    at(start, 2)
     stack.post(new_message(burst[1], chat, "How are you?"))
+    at(abc_sent, 2)
     assert [m["id"] for m in stack.post(new_conversation(conv_123)).body["messages"]] == [str(abc)]
-    at(5)
+    at(start, 5)
     stack.post(new_message(burst[2], chat, "I'd like to rent a property"))
-    at(7)
+    last_sent = time.monotonic()
+    at(dce_answered, 7)
     assert stack.post(new_conversation(conv_456)).body["messages"] == []
-    at(9.5)
+    at(last_sent, 4.5)
     assert not Message.objects.filter(conversation_id=chat, type="OUTBOUND").exists()
 
     audit = stack.settle(timeout=15, conversation_ids=[chat, conv_123, conv_456])
