@@ -410,7 +410,7 @@ def test_sweeper_expires_orphans_and_a_redelivery_is_refused(
         ingest(conversation_id, content="early", message_id=orphan.id)
 
 
-def test_expired_orphan_stays_refused_even_for_a_different_id_path(
+def test_expired_id_stays_refused_after_its_conversation_opens(
     clock: time_machine.Traveller,
 ) -> None:
     """An expired id sent again after its conversation exists is still refused (B-3)."""
