@@ -12,6 +12,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from uuid import UUID
 
+from django.db import connection, transaction
 from django.db.models import Count, Exists, OuterRef
 
 from parley.conversations.models import BufferedMessage, Conversation, Message, MessageGroup
@@ -41,18 +42,34 @@ class Audit:
 
 
 def exactly_once_audit(*, conversation_ids: list[UUID] | None = None) -> Audit:
-    """Audit all conversations, or those given.
+    """Audit all conversations, or those given, from one consistent view.
+
+    On PostgreSQL every read shares one REPEATABLE READ snapshot. Elsewhere
+    the order carries it: groups are read first, and since a reply and its
+    group's REPLIED status commit together and replies are only ever added,
+    every reply owed by a group read as REPLIED is in the later reads.
 
     The per-message check reads the ids out of each reply's text, so it holds
     for the default writer (G-2); with a custom writer only the group checks apply.
     """
+    outermost = not connection.in_atomic_block
+    with transaction.atomic():
+        if outermost and connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        return _audit(conversation_ids)
+
+
+def _audit(conversation_ids: list[UUID] | None) -> Audit:
     conversations = Conversation.objects.all()
     if conversation_ids is not None:
         conversations = conversations.filter(pk__in=conversation_ids)
-    inbound = Message.objects.filter(conversation__in=conversations, type="INBOUND")
     groups = MessageGroup.objects.filter(conversation__in=conversations)
-    replies = Message.objects.filter(conversation__in=conversations, type="OUTBOUND")
+    group_count = groups.count()
+    unanswered_groups = groups.exclude(status=MessageGroup.Status.REPLIED).count()
 
+    inbound = Message.objects.filter(conversation__in=conversations, type="INBOUND")
+    replies = Message.objects.filter(conversation__in=conversations, type="OUTBOUND")
     listed: Counter[str] = Counter()
     for content in replies.values_list("content", flat=True).iterator():
         listed.update(line for line in content.split("\n")[1:] if line)
@@ -66,9 +83,9 @@ def exactly_once_audit(*, conversation_ids: list[UUID] | None = None) -> Audit:
         stranded = stranded.filter(conversation_id__in=conversation_ids)
     return Audit(
         messages=len(inbound_ids),
-        groups=groups.count(),
+        groups=group_count,
         replies=replies.count(),
-        unanswered_groups=groups.exclude(status=MessageGroup.Status.REPLIED).count(),
+        unanswered_groups=unanswered_groups,
         groups_with_extra_replies=replies.values("reply_to")
         .annotate(n=Count("pk"))
         .filter(n__gt=1)
