@@ -52,11 +52,13 @@ def exactly_once_audit(*, conversation_ids: list[UUID] | None = None) -> Audit:
     The per-message check reads the ids out of each reply's text, so it holds
     for the default writer (G-2); with a custom writer only the group checks apply.
     """
-    outermost = not connection.in_atomic_block
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+        # SQLite: a transaction would take its write lock (IMMEDIATE mode);
+        # the read order above is enough.
+        return _audit(conversation_ids)
     with transaction.atomic():
-        if outermost and connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        with connection.cursor() as cursor:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         return _audit(conversation_ids)
 
 

@@ -82,7 +82,7 @@ def test_a_burst_of_three_gets_one_reply(stack: Stack) -> None:
     ids = []
     for content in ("Hi", "How are you?", "I'd like to rent a property"):
         ids.append(send(stack, conversation_id, content))
-        time.sleep(0.3)
+        time.sleep(0.2)
 
     stack.settle(timeout=10, conversation_ids=[conversation_id])
 
