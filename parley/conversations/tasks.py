@@ -8,6 +8,7 @@ from typing import Any
 import structlog
 from celery import Task, shared_task
 from celery.signals import task_failure, task_prerun
+from django.db import close_old_connections
 from django.utils import timezone
 
 from parley.conversations import services
@@ -51,6 +52,11 @@ def sweep() -> dict[str, int]:
 def _bind_task_context(task_id: str | None = None, task: Any = None, **_: Any) -> None:
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(task_id=task_id, task=getattr(task, "name", None))
+    # What Django does at the start of each request: drop a connection that
+    # broke or outlived CONN_MAX_AGE, and keep the others. (Celery's Django
+    # fixup closes every connection around each task unless CELERY_DB_REUSE_MAX
+    # is set; with it set, this is what still retires bad connections.)
+    close_old_connections()
 
 
 @task_failure.connect
