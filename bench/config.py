@@ -38,6 +38,14 @@ class BenchConfig:
     database: str
     redis_url: str
     sample_seconds: float
+    # Measured span of the open-loop half-load phase (after a warm-up).
+    half_load_seconds: float
+    # Conversational phase rate, as a share of NEW_MESSAGE saturation; None: automatic.
+    conversations_share: float | None
+    # ...or an absolute rate (req/s), which wins when set.
+    conversations_rate: float | None
+    # Celery worker processes (the production knob, WORKER_CONCURRENCY).
+    worker_concurrency: int
     # The application's own knobs, read the same way as config/settings.py.
     window_s: float
     tolerance_s: float
@@ -62,6 +70,10 @@ def load() -> BenchConfig:
     seconds = _float("BENCH_SECONDS", 60.0)
     if seconds <= 0:
         raise SystemExit("BENCH_SECONDS must be positive.")
+    raw_share = os.environ.get("BENCH_CONVERSATIONS_SHARE", "").strip()
+    share = float(raw_share) if raw_share and raw_share != "auto" else None
+    if share is not None and not 0 < share <= 1.5:
+        raise SystemExit("BENCH_CONVERSATIONS_SHARE must be in (0, 1.5], or auto.")
     return BenchConfig(
         seconds=seconds,
         saturation_seconds=_float("BENCH_SATURATION_SECONDS", 15.0),
@@ -72,6 +84,10 @@ def load() -> BenchConfig:
         database=database,
         redis_url=_str("BENCH_REDIS_URL", "redis://127.0.0.1:6379/5"),
         sample_seconds=_float("BENCH_SAMPLE_SECONDS", 5.0 if seconds >= 300 else 2.0),
+        half_load_seconds=max(1.0, _float("BENCH_HALF_LOAD_SECONDS", 15.0)),
+        conversations_share=share,
+        conversations_rate=_float("BENCH_CONVERSATIONS_RATE", 0.0) or None,
+        worker_concurrency=max(1, _int("WORKER_CONCURRENCY", 2)),
         window_s=_float("GROUP_WINDOW_SECONDS", 5.0),
         tolerance_s=_float("ORPHAN_TOLERANCE_SECONDS", 6.0),
         results=Path(_str("BENCH_RESULTS_DIR", str(RESULTS))),

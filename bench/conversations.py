@@ -30,11 +30,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import random
 import time
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -44,6 +42,8 @@ from locust import FastHttpUser, constant, events, task
 from locust.env import Environment
 from locust.exception import StopUser
 from locust.log import setup_logging
+
+from bench.scenario import layout, plan_conversation
 
 HEADERS = {"Content-Type": "application/json"}
 WORDS = (
@@ -63,56 +63,6 @@ WORDS = (
 SETTINGS: dict[str, float] = {}
 RECORDS: list[str] = []
 FINISHED: list[int] = []
-
-
-@dataclass(frozen=True)
-class Step:
-    """Wait ``delay`` seconds, then send one event."""
-
-    delay: float
-    kind: str  # "C" NEW_CONVERSATION, "M" NEW_MESSAGE, "X" CLOSE_CONVERSATION
-    replay: bool = False
-
-
-def plan_conversation(rng: random.Random, window: float, tolerance: float) -> list[Step]:
-    """One conversation's script: its events and the pauses before them."""
-    gap_max = min(4.0, 0.8 * window)  # inside a burst: always joins the group
-    pause = (window + 0.5, window + 3.0)  # between bursts: always a new group
-    steps: list[Step] = []
-    bursts = rng.randint(1, 4)
-    out_of_order = rng.random() < 0.15
-    for b in range(bursts):
-        size = rng.randint(1, 5)
-        for i in range(size):
-            if b == 0 and i == 0:
-                if out_of_order:
-                    steps.append(Step(0.0, "M", replay=rng.random() < 0.02))
-                    early = rng.uniform(0.2, min(3.0, tolerance / 2))
-                    steps.append(Step(early, "C"))
-                    continue
-                steps.append(Step(0.0, "C"))
-                delay = rng.uniform(0.0, 1.0)
-            elif i == 0:
-                delay = rng.uniform(*pause)
-            else:
-                delay = rng.uniform(0.0, gap_max)
-            steps.append(Step(delay, "M", replay=rng.random() < 0.02))
-    if rng.random() < 0.5:
-        # Half of the closes land while the last group is still collecting.
-        delay = rng.uniform(0.0, 1.0) if rng.random() < 0.5 else rng.uniform(*pause)
-        steps.append(Step(delay, "X"))
-    return steps
-
-
-def expected_load(window: float, tolerance: float, samples: int = 20_000) -> tuple[float, float]:
-    """Mean requests per conversation and mean conversation duration (s)."""
-    rng = random.Random(1)
-    requests = duration = 0.0
-    for _ in range(samples):
-        plan = plan_conversation(rng, window, tolerance)
-        requests += sum(2 if s.replay else 1 for s in plan)
-        duration += sum(s.delay for s in plan) + 0.005 * len(plan)
-    return requests / samples, duration / samples
 
 
 def _now_iso() -> str:
@@ -222,9 +172,9 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging("WARNING")
     # Every user starts at once and then waits a random time: no ramp is needed.
     logging.getLogger("locust.runners").setLevel(logging.ERROR)
-    per_conversation, duration = expected_load(args.window, args.tolerance)
-    users = max(1, math.ceil(args.rate * duration / per_conversation))
-    stagger = min(duration, args.seconds / 3)
+    plan = layout(args.rate, args.seconds, args.window, args.tolerance)
+    users, stagger = plan.users, plan.stagger
+    per_conversation, duration = plan.requests_per_conversation, plan.conversation_seconds
     start = time.time()
     SETTINGS.update(
         window=args.window,

@@ -104,21 +104,34 @@ def table(r: dict[str, Any]) -> str:
             "",
         ),
         (
-            "Half load (conversations)",
+            "Half load (NEW_MESSAGE, open loop)",
             f"{_fmt(r['half_load_rps'], 'req/s')} (target {_fmt(r['half_load_target_rps'])})",
             "",
             "",
         ),
         (
-            "  NEW_MESSAGE p50 / p99",
+            "  latency p50 / p99",
             f"{_fmt(r['half_load_p50_ms'])} / {_fmt(r['half_load_p99_ms'], 'ms')}",
             "p99 < 50 ms",
             _verdict(t["half_load_p99"]),
         ),
-        ("  conversations played", _fmt(r["half_load"]["conversations"]), "", ""),
+        (
+            "Conversations (locust)",
+            f"{_fmt(r['conversations_rps'], 'req/s')} (target {_fmt(r['conversations_target_rps'])}"
+            f" = {r['conversations_share']:g} x saturation)",
+            "",
+            "",
+        ),
+        ("  conversations played", _fmt(r["conversations_played"]), "", ""),
+        (
+            "  NEW_MESSAGE p50 / p99",
+            f"{_fmt(r['conversations_p50_ms'])} / {_fmt(r['conversations_p99_ms'], 'ms')}",
+            "",
+            "",
+        ),
         (
             "  all events p99 / errors",
-            f"{_fmt(r['half_load_all_p99_ms'], 'ms')} / {r['half_load_errors']}",
+            f"{_fmt(r['conversations_all_p99_ms'], 'ms')} / {r['conversations_errors']}",
             "",
             "",
         ),

@@ -7,9 +7,12 @@
 3. Saturation, interleaved in rounds so that the machine's drift hits both
    alike: ``/healthz``, then NEW_MESSAGE into random pool conversations, then
    wait until every group those messages made is answered.
-4. The conversational phase (``BENCH_SECONDS``): many conversations in bursts,
-   rate-limited to half of the NEW_MESSAGE saturation throughput.
-5. Wait for the window plus a margin, then audit the database.
+4. Half load: NEW_MESSAGE at half the saturation throughput, open loop, with
+   the same generator (the latency target of P-2).
+5. The conversational phase (``BENCH_SECONDS``): many conversations in bursts,
+   driven by locust at a share of the NEW_MESSAGE saturation throughput (the
+   reply delays).
+6. Wait for the window plus a margin, then audit the database.
 """
 
 from __future__ import annotations
@@ -32,14 +35,18 @@ from typing import Any
 
 import psutil
 
-from bench import audit, config, monitor, report
-from bench.loadgen import LoadResult, request_bytes, run_closed_loop
+from bench import audit, config, monitor, report, scenario
+from bench.loadgen import LoadResult, request_bytes, run_closed_loop, run_open_loop
 from bench.stack import BenchError, Stack, check_services, reset_database
 
 WARMUP_SECONDS = 1.0
 # During NEW_MESSAGE saturation, each conversation gets a message about this
 # often, on average (see the pool narrowing in _phases).
 PACE_SECONDS = 2.5
+# The conversational phase's automatic rate, as a share of NEW_MESSAGE
+# saturation: what the machine serves alongside locust (bench/README.md).
+MIN_CONVERSATIONS_SHARE = 0.5
+MAX_CONVERSATIONS_SHARE = 0.5
 
 
 def log(message: str) -> None:
@@ -291,7 +298,7 @@ def _phases(
         "redis": lambda: monitor.by_name("redis-server"),
         "client": lambda: [me],
     }
-    cpu: dict[str, list[dict[str, float]]] = {"healthz": [], "webhook": [], "half_load": []}
+    cpu: dict[str, list[dict[str, float]]] = {"healthz": [], "webhook": [], "conversations": []}
     accepted: set[str] = set()
     # Completion times, one list per measured run ("segment"), by kind of request.
     throughput: dict[str, list[list[float]]] = {
@@ -389,11 +396,21 @@ def _phases(
     wh = _summarise(webhook_runs, 202)
     saturation_groups = audit.pending(conn)
 
-    # --- The conversational phase, at half of the NEW_MESSAGE saturation rate ---
-    target = wh["rps"] / 2
+    # --- Half load: NEW_MESSAGE at half the saturation rate, open loop (P-2) ---
+    half = _half_load(cfg, stack, conn, phases, cpu_groups, pool, wh["rps"] / 2)
+    accepted.update(half.pop("accepted"))
+    throughput["NEW_MESSAGE"].append(half.pop("done_at"))
+
+    # --- The conversational phase (locust), at a share of saturation ------------
+    if cfg.conversations_rate:
+        target = cfg.conversations_rate
+        share = target / max(wh["rps"], 1e-9)
+    else:
+        share = cfg.conversations_share or _auto_share(cfg, wh["rps"])
+        target = share * wh["rps"]
     log(
-        f"conversations at half load: {target:,.0f} req/s for {cfg.seconds:g} s "
-        f"(locust; window {cfg.window_s:g} s)"
+        f"conversations: {target:,.0f} req/s ({share:.2f} of NEW_MESSAGE saturation) for "
+        f"{cfg.seconds:g} s (locust; window {cfg.window_s:g} s)"
     )
     records_path = cfg.results / "conversations.tsv"
     summary_path = cfg.results / "conversations.json"
@@ -435,16 +452,16 @@ def _phases(
         if locust.poll() is None:
             locust.terminate()
             locust.wait(timeout=10)
-    cpu["half_load"].append(meter.stop())
+    cpu["conversations"].append(meter.stop())
     phase_end_time = time.time()
     rss_end = sampler.sample()
-    phases.add("conversations (half load)", t0, phase_end_time)
+    phases.add("conversations", t0, phase_end_time)
     if locust.returncode != 0:
         raise BenchError(f"the locust run failed; see {logs / 'locust.log'}")
     records = _read_conversation_records(records_path)
     conv_summary = json.loads(summary_path.read_text())
     locust_wall = max(conv_summary["ended_at"] - conv_summary["started_at"], 1e-9)
-    cpu["half_load"][-1]["client"] = round(100 * conv_summary["cpu_seconds"] / locust_wall, 1)
+    cpu["conversations"][-1]["client"] = round(100 * conv_summary["cpu_seconds"] / locust_wall, 1)
     phase_end = datetime.now(UTC)
     conversation_done: dict[str, list[float]] = {"NEW_MESSAGE": [], "other webhook": []}
     for sent, latency, kind, status, message_id, _, _ in records:
@@ -466,7 +483,7 @@ def _phases(
     steady_from = conv_summary["started_at"] + conv_summary["stagger_s"]
     steady_to = conv_summary["started_at"] + cfg.seconds
     steady = sum(1 for r in records if steady_from <= r[0] < steady_to)
-    half_rps = steady / max(steady_to - steady_from, 1e-9)
+    conversations_rps = steady / max(steady_to - steady_from, 1e-9)
 
     # --- Settle and audit -------------------------------------------------------
     log("load stopped; waiting for the window plus a margin, then auditing")
@@ -486,7 +503,7 @@ def _phases(
     slope = _slope([p["t"] for p in phase_rss], [p["web"] + p["worker"] for p in phase_rss])
     window = cfg.window_s
     ratio = wh["rps"] / hz["rps"] if hz["rps"] else float("nan")
-    half_p99 = report.percentile(msg_lat, 99)
+    half_p99 = half["p99_ms"]
     d_p99 = report.percentile(window_delays, 99)
     d_min = min(window_delays) if window_delays else float("nan")
     result: dict[str, Any] = {
@@ -495,12 +512,19 @@ def _phases(
         "webhook_p50_ms": report.rnd(wh["p50_ms"], 2),
         "webhook_p99_ms": report.rnd(wh["p99_ms"], 2),
         "webhook_to_healthz_ratio": report.rnd(ratio, 3),
-        "half_load_target_rps": report.rnd(target),
-        "half_load_rps": report.rnd(half_rps),
-        "half_load_p50_ms": report.rnd(report.percentile(msg_lat, 50), 2),
+        "half_load_target_rps": report.rnd(half["target_rps"]),
+        "half_load_rps": report.rnd(half["rps"]),
+        "half_load_p50_ms": report.rnd(half["p50_ms"], 2),
         "half_load_p99_ms": report.rnd(half_p99, 2),
-        "half_load_all_p99_ms": report.rnd(report.percentile(all_lat, 99), 2),
-        "half_load_errors": errors,
+        "half_load_errors": half["errors"],
+        "conversations_share": round(share, 3),
+        "conversations_target_rps": report.rnd(target),
+        "conversations_rps": report.rnd(conversations_rps),
+        "conversations_played": len({r[5] for r in records}),
+        "conversations_p50_ms": report.rnd(report.percentile(msg_lat, 50), 2),
+        "conversations_p99_ms": report.rnd(report.percentile(msg_lat, 99), 2),
+        "conversations_all_p99_ms": report.rnd(report.percentile(all_lat, 99), 2),
+        "conversations_errors": errors,
         "reply_delay_p50_s": report.rnd(report.percentile(window_delays, 50), 3),
         "reply_delay_p99_s": report.rnd(d_p99, 3),
         "reply_delay_max_s": report.rnd(max(window_delays) if window_delays else float("nan"), 3),
@@ -560,12 +584,13 @@ def _phases(
             "reply_drain_s": [round(d, 1) for d in drains],
             "groups_pending_after": saturation_groups[0],
         },
-        "half_load": {
+        "half_load": _rounded(half),
+        "conversational": {
             **conv_summary,
             "requests": len(records),
             "conversations": len({r[5] for r in records}),
             "by_kind": kinds,
-            "cpu_pct": _mean_cpu(cpu["half_load"]),
+            "cpu_pct": _mean_cpu(cpu["conversations"]),
         },
         "rss_series": rss_series,
         "config": {
@@ -573,7 +598,8 @@ def _phases(
             "saturation_seconds": cfg.saturation_seconds,
             "sample_seconds": cfg.sample_seconds,
             "gunicorn_workers": len(monitor.tree(stack.pid("web"))) - 1,
-            "celery_concurrency": 2,
+            "half_load_seconds": cfg.half_load_seconds,
+            "celery_concurrency": cfg.worker_concurrency,
         },
         "machine": _machine(),
         "git_commit": _git_commit(),
@@ -599,6 +625,95 @@ def _phases(
     print()
     log(f"wrote {cfg.results / 'latest.json'} and {cfg.results / 'latest.png'}")
     return 0
+
+
+def _half_load(
+    cfg: config.BenchConfig,
+    stack: Stack,
+    conn: audit.Conn,
+    phases: Phases,
+    cpu_groups: dict[str, Callable[[], list[psutil.Process]]],
+    pool: list[str],
+    rate: float,
+) -> dict[str, Any]:
+    """NEW_MESSAGE at ``rate``, open loop, with the saturation phase's generator and mix.
+
+    The requests arrive at a fixed rate whatever the server does, and each
+    latency counts from its scheduled time. The first window + 1 s is a
+    warm-up: the replies to the first groups fall due only then, and from then
+    on the worker writes them alongside the intake, as in steady traffic. The
+    latencies and the rate are those of the requests scheduled after it.
+    """
+    warmup = cfg.window_s + 1.0
+    seconds = warmup + cfg.half_load_seconds
+    hostport = f"{stack.host}:{stack.port}"
+    # Each conversation gets a message every PACE_SECONDS on average, as in saturation.
+    size = int(min(len(pool), max(16, rate * PACE_SECONDS)))
+    log(
+        f"half load: NEW_MESSAGE at {rate:,.0f} req/s, open loop, for {seconds:g} s "
+        f"({warmup:g} s warm-up)"
+    )
+    before = audit.counts(conn)
+    meter = monitor.CpuMeter(cpu_groups)
+    t0 = time.time()
+    meter.start()
+    res = run_open_loop(
+        stack.host, stack.port, _webhook_factory(hostport, pool[:size]), rate=rate, seconds=seconds
+    )
+    cpu_pct = meter.stop()
+    after = audit.counts(conn)
+    phases.add("half load", t0, time.time())
+    steady_from = res.started_at + warmup
+    steady = [
+        (lat, status)
+        for lat, status, done in zip(res.latency_ms, res.status, res.done_at, strict=True)
+        if done - lat / 1000 >= steady_from
+    ]
+    latencies = [lat for lat, status in steady if status == 202]
+    statuses: dict[str, int] = {}
+    for _, status in steady:
+        statuses[str(status)] = statuses.get(str(status), 0) + 1
+    t1 = time.time()
+    drain = audit.wait_until_settled(conn, minimum=cfg.window_s + 0.5, maximum=cfg.window_s + 120)
+    phases.add("replies", t1, time.time())
+    p99 = report.percentile(latencies, 99)
+    log(
+        f"half load: p50 {report.percentile(latencies, 50):.1f} ms, p99 {p99:.1f} ms; "
+        f"replies drained in {drain:.1f} s"
+    )
+    return {
+        "target_rps": rate,
+        "rps": len(latencies) / cfg.half_load_seconds,
+        "p50_ms": report.percentile(latencies, 50),
+        "p99_ms": p99,
+        "max_ms": max(latencies) if latencies else float("nan"),
+        "errors": len(steady) - len(latencies),
+        "statuses": statuses,
+        "requests": len(steady),
+        "warmup_s": warmup,
+        "seconds": cfg.half_load_seconds,
+        "conversations_used": size,
+        "new_group_share": report.rnd((after[1] - before[1]) / max(after[0] - before[0], 1), 3),
+        "cpu_pct": cpu_pct,
+        "client_cpu_pct": round(100 * res.cpu_seconds / seconds, 1),
+        "reply_drain_s": round(drain, 1),
+        "accepted": res.accepted_tags(202),
+        "done_at": res.done_at,
+    }
+
+
+def _auto_share(cfg: config.BenchConfig, saturation_rps: float) -> float:
+    """The conversational phase's default rate, as a share of NEW_MESSAGE saturation.
+
+    Enough to play scenario.TARGET_CONVERSATIONS conversations in the run, and
+    never more than MAX_CONVERSATIONS_SHARE of saturation nor less than
+    MIN_CONVERSATIONS_SHARE (bench/README.md, "The conversational phase").
+    """
+    needed = scenario.rate_for_conversations(
+        scenario.TARGET_CONVERSATIONS, cfg.seconds, cfg.window_s, cfg.tolerance_s
+    )
+    share = needed / max(saturation_rps, 1e-9)
+    return min(MAX_CONVERSATIONS_SHARE, max(MIN_CONVERSATIONS_SHARE, share))
 
 
 def _rounded(summary: dict[str, Any]) -> dict[str, Any]:

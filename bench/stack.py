@@ -83,7 +83,8 @@ def free_port() -> int:
 class Stack:
     """Starts and stops gunicorn, the Celery worker and beat, as in the Procfile."""
 
-    def __init__(self, cfg: BenchConfig, logs: Path) -> None:
+    def __init__(self, cfg: BenchConfig, logs: Path, env: dict[str, str] | None = None) -> None:
+        """``env`` overrides settings of the servers (e.g. ``WEB_CONCURRENCY``)."""
         self.cfg = cfg
         self.logs = logs
         self.port = free_port()
@@ -93,6 +94,7 @@ class Stack:
         (self.tmp / "var").mkdir()
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.env = self._environment()
+        self.env.update(env or {})
 
     @property
     def base_url(self) -> str:
@@ -149,7 +151,7 @@ class Stack:
                 "--loglevel",
                 "INFO",
                 "--concurrency",
-                "2",
+                str(self.cfg.worker_concurrency),
                 "--hostname",
                 f"bench-{self.port}@%h",
             ],
