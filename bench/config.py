@@ -40,8 +40,8 @@ class BenchConfig:
     sample_seconds: float
     # Measured span of the open-loop half-load phase (after a warm-up).
     half_load_seconds: float
-    # Conversational phase rate, as a share of NEW_MESSAGE saturation; None: automatic.
-    conversations_share: float | None
+    # Conversational phase rate, as a share of NEW_MESSAGE saturation...
+    conversations_share: float
     # ...or an absolute rate (req/s), which wins when set.
     conversations_rate: float | None
     # Celery worker processes (the production knob, WORKER_CONCURRENCY).
@@ -70,10 +70,9 @@ def load() -> BenchConfig:
     seconds = _float("BENCH_SECONDS", 60.0)
     if seconds <= 0:
         raise SystemExit("BENCH_SECONDS must be positive.")
-    raw_share = os.environ.get("BENCH_CONVERSATIONS_SHARE", "").strip()
-    share = float(raw_share) if raw_share and raw_share != "auto" else None
-    if share is not None and not 0 < share <= 1.5:
-        raise SystemExit("BENCH_CONVERSATIONS_SHARE must be in (0, 1.5], or auto.")
+    share = _float("BENCH_CONVERSATIONS_SHARE", 0.3)
+    if not 0 < share <= 1.5:
+        raise SystemExit("BENCH_CONVERSATIONS_SHARE must be in (0, 1.5].")
     return BenchConfig(
         seconds=seconds,
         saturation_seconds=_float("BENCH_SATURATION_SECONDS", 15.0),

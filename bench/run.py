@@ -43,10 +43,6 @@ WARMUP_SECONDS = 1.0
 # During NEW_MESSAGE saturation, each conversation gets a message about this
 # often, on average (see the pool narrowing in _phases).
 PACE_SECONDS = 2.5
-# The conversational phase's automatic rate, as a share of NEW_MESSAGE
-# saturation: what the machine serves alongside locust (bench/README.md).
-MIN_CONVERSATIONS_SHARE = 0.5
-MAX_CONVERSATIONS_SHARE = 0.5
 
 
 def log(message: str) -> None:
@@ -406,12 +402,22 @@ def _phases(
         target = cfg.conversations_rate
         share = target / max(wh["rps"], 1e-9)
     else:
-        share = cfg.conversations_share or _auto_share(cfg, wh["rps"])
+        share = cfg.conversations_share
         target = share * wh["rps"]
+    expected = scenario.expected_conversations(target, cfg.seconds, cfg.window_s, cfg.tolerance_s)
     log(
         f"conversations: {target:,.0f} req/s ({share:.2f} of NEW_MESSAGE saturation) for "
-        f"{cfg.seconds:g} s (locust; window {cfg.window_s:g} s)"
+        f"{cfg.seconds:g} s (locust; window {cfg.window_s:g} s): about {expected:,} conversations"
     )
+    if expected < scenario.TARGET_CONVERSATIONS:
+        needed = scenario.rate_for_conversations(
+            scenario.TARGET_CONVERSATIONS, cfg.seconds, cfg.window_s, cfg.tolerance_s
+        )
+        log(
+            f"  ({scenario.TARGET_CONVERSATIONS:,} conversations need {needed:,.0f} req/s in "
+            f"{cfg.seconds:g} s, or about BENCH_SECONDS="
+            f"{_seconds_for(target, cfg):.0f} at this rate)"
+        )
     records_path = cfg.results / "conversations.tsv"
     summary_path = cfg.results / "conversations.json"
     phase_start = datetime.now(UTC)
@@ -702,18 +708,15 @@ def _half_load(
     }
 
 
-def _auto_share(cfg: config.BenchConfig, saturation_rps: float) -> float:
-    """The conversational phase's default rate, as a share of NEW_MESSAGE saturation.
-
-    Enough to play scenario.TARGET_CONVERSATIONS conversations in the run, and
-    never more than MAX_CONVERSATIONS_SHARE of saturation nor less than
-    MIN_CONVERSATIONS_SHARE (bench/README.md, "The conversational phase").
-    """
-    needed = scenario.rate_for_conversations(
-        scenario.TARGET_CONVERSATIONS, cfg.seconds, cfg.window_s, cfg.tolerance_s
-    )
-    share = needed / max(saturation_rps, 1e-9)
-    return min(MAX_CONVERSATIONS_SHARE, max(MIN_CONVERSATIONS_SHARE, share))
+def _seconds_for(rate: float, cfg: config.BenchConfig) -> float:
+    """About how long a run at ``rate`` must be to play scenario.TARGET_CONVERSATIONS."""
+    seconds = cfg.seconds
+    for _ in range(20):
+        played = scenario.expected_conversations(rate, seconds, cfg.window_s, cfg.tolerance_s)
+        if played >= scenario.TARGET_CONVERSATIONS:
+            break
+        seconds *= 1.1
+    return seconds
 
 
 def _rounded(summary: dict[str, Any]) -> dict[str, Any]:

@@ -7,6 +7,7 @@ orchestrator for gevent, so the plan lives here).
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 from dataclasses import dataclass
@@ -54,6 +55,7 @@ def plan_conversation(rng: random.Random, window: float, tolerance: float) -> li
     return steps
 
 
+@functools.cache
 def expected_load(window: float, tolerance: float, samples: int = 20_000) -> tuple[float, float]:
     """Mean requests per conversation and mean conversation duration (s)."""
     rng = random.Random(1)
