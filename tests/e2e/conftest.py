@@ -101,6 +101,10 @@ class Stack:
             [sys.executable, "-m", "gunicorn", "--config", "config/gunicorn.py", "config.wsgi"],
         )
         self._wait(lambda: self._ready(), "web server", 30)
+        # Warm every gunicorn worker: a cold first request can take longer
+        # than the short test windows.
+        for _ in range(4 * int(self.env.get("WEB_CONCURRENCY", "4"))):
+            self.get("/readyz")
 
     def start_worker(self) -> None:
         log = self.workdir / "worker.log"
