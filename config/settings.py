@@ -125,7 +125,6 @@ SWEEP_BATCH_SIZE = env.int("SWEEP_BATCH_SIZE", default=200)
 # --- Webhook intake -------------------------------------------------------------
 # W-3: bodies above this get 413. DRF >= 3.17.2 applies it to JSON bodies too.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("WEBHOOK_MAX_BODY_BYTES", default=256 * 1024)
-MESSAGE_MAX_LENGTH = 10_000
 WEBHOOK_SECRET = env.str("WEBHOOK_SECRET", default="")
 API_TOKEN = env.str("API_TOKEN", default="")
 
