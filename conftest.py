@@ -38,3 +38,18 @@ def post_event(client: Client) -> PostEvent:
         return client.post("/webhook/", data=body, content_type=content_type, headers=headers)
 
     return post
+
+
+@pytest.fixture(params=["database", "python"])
+def ingest_path(request: pytest.FixtureRequest, settings: Any) -> str:
+    """Run a test with each NEW_MESSAGE fast path: the PostgreSQL function and the Python steps.
+
+    Modules that test intake use it with ``pytest.mark.usefixtures``, so the
+    two implementations of the same rules are held to the same cases.
+    """
+    from django.db import connection
+
+    if request.param == "database" and connection.vendor != "postgresql":
+        pytest.skip("the intake function exists on PostgreSQL only")
+    settings.INGEST_IN_PYTHON = request.param == "python"
+    return str(request.param)

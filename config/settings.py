@@ -116,11 +116,14 @@ REPLY_LANGUAGE = env.str("REPLY_LANGUAGE", default="en")
 # of a reply after a worker crash (G-4: 30 s) and must exceed the task's hard
 # time limit.
 REPLY_LEASE = timedelta(seconds=env.float("REPLY_LEASE_SECONDS", default=20.0))
-SWEEP_INTERVAL = timedelta(seconds=env.float("SWEEP_INTERVAL_SECONDS", default=1.0))
-# The sweeper leaves a due group to its countdown task for this long first, so
-# that it only catches what the fast path missed.
-SWEEP_GRACE = timedelta(seconds=env.float("SWEEP_GRACE_SECONDS", default=1.0))
+# The sweeper answers due groups: a reply lands between its due time and one
+# interval later (plus the time to write it).
+SWEEP_INTERVAL = timedelta(seconds=env.float("SWEEP_INTERVAL_SECONDS", default=0.25))
 SWEEP_BATCH_SIZE = env.int("SWEEP_BATCH_SIZE", default=200)
+# On PostgreSQL a NEW_MESSAGE is stored by one database function call
+# (migration 0002). True runs the portable Python steps instead, as on SQLite;
+# the test suite runs the intake tests both ways.
+INGEST_IN_PYTHON = False
 
 # --- Webhook intake -------------------------------------------------------------
 # W-3: bodies above this get 413. DRF >= 3.17.2 applies it to JSON bodies too.
@@ -210,9 +213,9 @@ CELERY_BEAT_SCHEDULE = {
     "sweep-due-work": {
         "task": "parley.conversations.tasks.sweep",
         "schedule": SWEEP_INTERVAL,
-        # A sweep that waited longer than a few intervals is stale: the next
-        # one does the same work.
-        "options": {"expires": max(5.0, 5 * SWEEP_INTERVAL.total_seconds())},
+        # A tick that waited in the queue for a second is stale: a later one
+        # does the same work.
+        "options": {"expires": max(1.0, 4 * SWEEP_INTERVAL.total_seconds())},
     },
 }
 

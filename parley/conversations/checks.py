@@ -11,15 +11,12 @@ from django.core.checks import Error, register
 @register()
 def check_timing_settings(app_configs: Any, **kwargs: Any) -> list[Error]:
     errors = []
-    longest_eta = settings.GROUP_WINDOW + settings.ORPHAN_TOLERANCE
-    if settings.GROUP_MAX_WAIT is not None:
-        longest_eta = max(longest_eta, settings.GROUP_MAX_WAIT)
     hard_limit = settings.CELERY_TASK_TIME_LIMIT
-    if longest_eta.total_seconds() + hard_limit >= settings.CELERY_VISIBILITY_TIMEOUT:
+    if hard_limit >= settings.CELERY_VISIBILITY_TIMEOUT:
         errors.append(
             Error(
-                "CELERY_VISIBILITY_TIMEOUT must exceed the longest countdown plus the task "
-                "time limit, or Redis redelivers ETA tasks in a loop.",
+                "CELERY_VISIBILITY_TIMEOUT must exceed the task time limit, or Redis "
+                "redelivers a task that is still running.",
                 id="parley.E001",
             )
         )

@@ -7,15 +7,18 @@ lock (:func:`parley.core.db.conversation_id_lock`). So, for one conversation,
 joining a group, closing it and recording its reply never interleave.
 
 Due work is a column, not a timer: a group that owes a reply has
-``reply_due_at``. A Celery task with an ETA is the fast path, enqueued after
-commit; the periodic sweeper finds whatever the fast path missed (a crashed
-worker, a flushed Redis, a failed publish). Redis only notifies.
+``reply_due_at`` (indexed). The sweeper, which the scheduler runs every
+``SWEEP_INTERVAL`` (250 ms), answers every group that is due. Nothing about
+a reply lives only in Redis: a crashed worker, a flushed or restarted Redis,
+or a lost task delays a reply by at most a sweep (or a lease), never loses it.
 """
 
 from __future__ import annotations
 
 import enum
+import time
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -31,7 +34,7 @@ from parley.conversations import rules
 from parley.conversations.models import BufferedMessage, Conversation, Message, MessageGroup
 from parley.conversations.replies import InboundMessage, ReplyRequest, get_reply_writer
 from parley.core import metrics, sql
-from parley.core.db import conversation_id_lock
+from parley.core.db import SWEEPER_LOCK_KEY, conversation_id_lock, singleton_lock
 from parley.core.errors import (
     BufferExpired,
     ConversationAlreadyClosed,
@@ -64,7 +67,9 @@ def message_ingest(
 
     1. Fast path, one transaction: lock the OPEN conversation (the same UPDATE
        moves ``updated_at`` and checks the id was never buffered), place the
-       message in a group, insert it.
+       message in a group (G-1), insert it. On PostgreSQL these steps are one
+       function call, one round trip (migration 0002); elsewhere they run from
+       Python, as :func:`_ingest_in_python`.
     2. Otherwise the slow path sorts it out: a replay, a closed or unknown
        conversation, or an orphan to buffer.
     3. A unique violation on the id means a concurrent or earlier delivery
@@ -72,12 +77,12 @@ def message_ingest(
     """
     bind_contextvars(conversation_id=str(conversation_id), message_id=str(message_id))
     try:
-        with transaction.atomic():
-            now = timezone.now()
-            if _lock_open_conversation(conversation_id, message_id, now):
-                _append_inbound(message_id, conversation_id, content, timestamp, now)
-                return Ingested(message_id, conversation_id, "queued")
-            return _ingest_slow_path(message_id, conversation_id, content, timestamp, now)
+        if connection.vendor == "postgresql" and not settings.INGEST_IN_PYTHON:
+            ingested = _ingest_in_postgresql(message_id, conversation_id, content, timestamp)
+        else:
+            ingested = None
+        if ingested is None:
+            ingested = _ingest_in_python(message_id, conversation_id, content, timestamp)
     except IntegrityError:
         # Only the message id is unique on this path; the transaction rolled
         # back, so nothing of this delivery was kept.
@@ -85,6 +90,49 @@ def message_ingest(
         if known is None:
             raise
         return known
+    return ingested
+
+
+def _ingest_in_python(
+    message_id: UUID, conversation_id: UUID, content: str, timestamp: datetime
+) -> Ingested:
+    with transaction.atomic():
+        now = timezone.now()
+        if _lock_open_conversation(conversation_id, message_id, now):
+            _append_inbound(message_id, conversation_id, content, timestamp, now)
+            return Ingested(message_id, conversation_id, "queued")
+        return _ingest_slow_path(message_id, conversation_id, content, timestamp, now)
+
+
+_INGEST_FUNCTION = "SELECT * FROM parley_message_ingest(%s, %s, %s, %s, %s, %s, %s)"
+
+
+def _ingest_in_postgresql(
+    message_id: UUID, conversation_id: UUID, content: str, timestamp: datetime
+) -> Ingested | None:
+    """The fast path in one statement; None when the slow path must decide.
+
+    Outside a transaction the statement is its own transaction, so it costs a
+    single round trip. Inside one (a caller's ``atomic``), a savepoint keeps a
+    unique violation from spoiling the caller's transaction.
+    """
+    now = timezone.now()
+    params: list[Any] = [
+        message_id,
+        conversation_id,
+        content,
+        timestamp,
+        now,
+        settings.GROUP_WINDOW,
+        settings.GROUP_MAX_WAIT,
+    ]
+    savepoint = transaction.atomic() if connection.in_atomic_block else nullcontext()
+    with savepoint, connection.cursor() as cursor:
+        cursor.execute(_INGEST_FUNCTION, params)
+        stored, _group_id = cursor.fetchone()
+    if not stored:
+        return None
+    return Ingested(message_id, conversation_id, "queued")
 
 
 # The hot path's statements, as raw SQL (parley.core.sql explains why).
@@ -224,9 +272,10 @@ def _group_for_arrival(conversation_id: UUID, *, arrival: datetime, now: datetim
     1. The OPEN group takes it if it arrives before the group closes; the
        group's due time moves to the new trailing edge.
     2. An OPEN group whose window has passed, but whose reply has not run yet,
-       is closed here and its reply scheduled now.
-    3. Otherwise the message starts a new group, and its reply is scheduled
-       for the group's due time.
+       is closed here, due now.
+    3. Otherwise the message starts a new group, due a window later.
+
+    The sweeper answers each group once it is due.
     """
     window, max_wait = settings.GROUP_WINDOW, settings.GROUP_MAX_WAIT
     open_groups = MessageGroup.objects.raw(
@@ -259,7 +308,6 @@ def _group_for_arrival(conversation_id: UUID, *, arrival: datetime, now: datetim
             opened_at=arrival, last_message_at=arrival, window=window, max_wait=max_wait
         ),
     )
-    _schedule_reply(group)
     return group
 
 
@@ -269,19 +317,23 @@ def _group_close(group: MessageGroup, *, now: datetime) -> None:
     group.closed_at = now
     group.reply_due_at = now
     group.save(update_fields=["status", "closed_at", "reply_due_at"])
-    _schedule_reply(group)
 
 
-def _schedule_reply(group: MessageGroup) -> None:
-    """Fast path: a task at the group's due time, published only if the transaction commits.
+def _schedule_reply(group_id: int) -> None:
+    """Run the group's reply now, in a task published once the transaction commits.
 
-    ``robust``: a broker that is down must not fail a request whose data is
-    already committed; the sweeper will find the due group instead.
+    A broker that is down must not fail a request whose data is committed:
+    the error is logged, and the next sweep answers the group, which is due.
     """
     from parley.conversations.tasks import group_reply_task
 
-    group_id, eta = group.pk, group.reply_due_at
-    transaction.on_commit(lambda: group_reply_task.schedule(group_id, eta), robust=True)
+    def publish() -> None:
+        try:
+            group_reply_task.delay(group_id)
+        except Exception:
+            log.exception("reply_publish_failed", group_id=group_id)
+
+    transaction.on_commit(publish)
 
 
 def conversation_open(*, conversation_id: UUID) -> Conversation:
@@ -351,6 +403,8 @@ def conversation_close(*, conversation_id: UUID) -> Conversation:
         group = MessageGroup.objects.filter(conversation_id=conversation_id, status="OPEN").first()
         if group is not None:
             _group_close(group, now=now)
+            # G-5: answered at once, not at the next sweep.
+            _schedule_reply(group.pk)
         conversation = Conversation.objects.get(pk=conversation_id)
     return conversation
 
@@ -628,35 +682,52 @@ def _group_record_reply(
 class SweepReport:
     orphans_expired: int
     groups_replied: int
+    ran: bool = True  # False: another sweep was running, this one did nothing
 
 
-def due_work_sweep() -> SweepReport:
-    """The safety net, run by the scheduler about every second.
+def due_work_sweep(*, budget: float = 5.0) -> SweepReport:
+    """Answer every group that is due; run by the scheduler every ``SWEEP_INTERVAL``.
 
-    1. Expire buffered messages older than the tolerance (for the audit and the
+    1. Only one sweep runs at a time (a session advisory lock on PostgreSQL):
+       the scheduler's ticks that find one running return at once, instead of
+       racing it for the same groups.
+    2. Expire buffered messages older than the tolerance (for the audit and the
        metrics; adoption checks the age itself and never depends on this).
-    2. Reply to every group whose due time passed more than the grace period
-       ago: the fast path missed it (crash, lost ETA task, Redis flushed).
+    3. Reply to the due groups, oldest due first, in batches of
+       ``SWEEP_BATCH_SIZE``, until none is left or ``budget`` seconds have
+       passed (the next tick goes on). A group whose runner died is due again
+       when its lease ends, so it is retried here too (G-4).
     """
-    now = timezone.now()
-    expired = BufferedMessage.objects.filter(
-        status=BufferedMessage.Status.BUFFERED,
-        received_at__lt=now - settings.ORPHAN_TOLERANCE,
-    ).update(status=BufferedMessage.Status.EXPIRED, resolved_at=now)
-    if expired:
-        metrics.ORPHANS.labels(outcome="expired").inc(expired)
-    due_ids = list(
-        MessageGroup.objects.filter(
-            status__in=["OPEN", "CLOSED"], reply_due_at__lte=now - settings.SWEEP_GRACE
-        )
-        .order_by("reply_due_at")
-        .values_list("pk", flat=True)[: settings.SWEEP_BATCH_SIZE]
-    )
-    replied = 0
-    for group_id in due_ids:
-        if group_reply(group_id=group_id).outcome is ReplyOutcome.REPLIED:
-            replied += 1
-    if replied:
-        metrics.SWEEPER_CATCHES.inc(replied)
-        log.warning("sweeper_caught_groups", count=replied)
+    with singleton_lock(SWEEPER_LOCK_KEY) as acquired:
+        if not acquired:
+            return SweepReport(orphans_expired=0, groups_replied=0, ran=False)
+        now = timezone.now()
+        expired = BufferedMessage.objects.filter(
+            status=BufferedMessage.Status.BUFFERED,
+            received_at__lt=now - settings.ORPHAN_TOLERANCE,
+        ).update(status=BufferedMessage.Status.EXPIRED, resolved_at=now)
+        if expired:
+            metrics.ORPHANS.labels(outcome="expired").inc(expired)
+        deadline = time.monotonic() + budget
+        replied = 0
+        while True:
+            due_ids = list(
+                MessageGroup.objects.filter(
+                    status__in=["OPEN", "CLOSED"], reply_due_at__lte=timezone.now()
+                )
+                .order_by("reply_due_at")
+                .values_list("pk", flat=True)[: settings.SWEEP_BATCH_SIZE]
+            )
+            for group_id in due_ids:
+                try:
+                    outcome = group_reply(group_id=group_id).outcome
+                except Exception:
+                    # Its lease keeps it out of the next batches until it ends
+                    # (then it is retried); the other groups go on.
+                    log.exception("group_reply_failed", group_id=group_id)
+                    metrics.TASK_FAILURES.labels(task="sweep.group_reply").inc()
+                    continue
+                replied += outcome is ReplyOutcome.REPLIED
+            if len(due_ids) < settings.SWEEP_BATCH_SIZE or time.monotonic() > deadline:
+                break
     return SweepReport(orphans_expired=expired, groups_replied=replied)

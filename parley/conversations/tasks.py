@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 import structlog
-from celery import Task, shared_task
+from celery import shared_task
 from celery.signals import task_failure, task_prerun
 from django.db import close_old_connections
-from django.utils import timezone
 
 from parley.conversations import services
 from parley.core import metrics
@@ -17,29 +15,11 @@ from parley.core import metrics
 log = structlog.get_logger(__name__)
 
 
-class GroupReplyTask(Task):
-    def schedule(self, group_id: int, eta: datetime | None) -> None:
-        """Publish a run at ``eta``. Passing argsrepr skips Celery's repr of the args.
-
-        (The stubs lack the argsrepr/kwargsrepr options, hence the ignore.)
-        """
-        self.apply_async(  # type: ignore[call-arg]
-            args=(group_id,),
-            eta=eta or timezone.now(),
-            argsrepr=f"({group_id},)",
-            kwargsrepr="{}",
-        )
-
-
-@shared_task(base=GroupReplyTask, name="parley.conversations.tasks.group_reply", bind=True)
-def group_reply_task(self: GroupReplyTask, group_id: int) -> str:
-    """Fast path: runs at the group's due time. If messages moved the due time
-    on meanwhile, it schedules itself again for the new one (one task per
-    group rather than one per message)."""
-    result = services.group_reply(group_id=group_id)
-    if result.outcome is services.ReplyOutcome.NOT_DUE:
-        self.schedule(group_id, result.due_at)
-    return result.outcome.value
+@shared_task(name="parley.conversations.tasks.group_reply")
+def group_reply_task(group_id: int) -> str:
+    """Answer one group now (CLOSE_CONVERSATION's G-5). Every other reply is
+    the sweeper's; a group that is not due is left to it."""
+    return services.group_reply(group_id=group_id).outcome.value
 
 
 @shared_task(name="parley.conversations.tasks.sweep")

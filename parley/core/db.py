@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from uuid import UUID
 
 from django.db import connection
@@ -28,3 +30,31 @@ def conversation_id_lock(conversation_id: UUID) -> None:
     key = int.from_bytes(conversation_id.bytes[:4], "big", signed=True)
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_CONVERSATION_LOCK_CLASS, key])
+
+
+# Session-level advisory locks: (class, key) pairs for process-wide singletons.
+_SINGLETON_LOCK_CLASS = 0x50_61_73  # "Pas"
+SWEEPER_LOCK_KEY = 1
+
+
+@contextmanager
+def singleton_lock(key: int) -> Iterator[bool]:
+    """Try to become the only holder of ``key``; yield whether this session did.
+
+    A session-level PostgreSQL advisory lock, released on exit, or by the
+    server if the process dies and its connection closes. The caller must not
+    close the connection inside the block. SQLite has one writer at a time
+    anyway: there it always yields True.
+    """
+    if connection.vendor != "postgresql":
+        yield True
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [_SINGLETON_LOCK_CLASS, key])
+        acquired = bool(cursor.fetchone()[0])
+    try:
+        yield acquired
+    finally:
+        if acquired:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [_SINGLETON_LOCK_CLASS, key])

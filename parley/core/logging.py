@@ -49,8 +49,8 @@ def configure_logging(*, level: str, fmt: str) -> None:
                 # Django logs every 4xx as a warning; the problem body already says why.
                 "django.request": {"level": "ERROR"},
                 "celery.app.trace": {"level": "WARNING"},
-                # A sweep every second would log two lines a second; the
-                # services log what they do (group_replied, sweeper_caught_groups).
+                # Four sweeps a second would log eight lines a second; the
+                # services log what they do (group_replied, orphan_adopted).
                 "celery.worker.strategy": {"level": "WARNING"},
                 "celery.beat": {"level": "WARNING"},
             },

@@ -49,10 +49,6 @@ REPLY_DELAY = Histogram(
     "From a group's last message arrival to its reply's commit.",
     buckets=(0.5, 1, 2, 3, 4, 5, 5.1, 5.25, 5.5, 6, 7, 10, 20, 30, 60),
 )
-SWEEPER_CATCHES = Counter(
-    "parley_sweeper_catches_total",
-    "Groups the sweeper replied to because the fast-path task had not.",
-)
 TASK_FAILURES = Counter(
     "parley_task_failures_total",
     "Celery task runs that raised.",

@@ -267,8 +267,6 @@ def stack_env(
         DATABASE_URL=_database_url(),
         REDIS_URL="",
         CELERY_BROKER_URL=broker_url or "filesystem://",
-        SWEEP_INTERVAL_SECONDS="0.5",
-        SWEEP_GRACE_SECONDS="0.5",
         HOST="127.0.0.1",
         WEB_CONCURRENCY="4",
         LOG_LEVEL="INFO",

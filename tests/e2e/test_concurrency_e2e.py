@@ -1,6 +1,6 @@
 """G-3 and B-4 under concurrency: many threads, several server processes, two task
 processes, duplicate deliveries, NEW_CONVERSATION racing its own first messages,
-and a sweeper with no grace period so it races every fast-path task."""
+and sweeps answering groups while messages keep arriving."""
 
 from __future__ import annotations
 
@@ -27,9 +27,7 @@ THREADS = 12
 def stack(module_stack_factory: Any) -> Stack:
     # The tolerance is long so that every racing message is adopted whatever
     # the machine's load: this test is about exactly-once, not about timing.
-    return module_stack_factory(
-        window=1.0, tolerance=60.0, WEB_CONCURRENCY="4", SWEEP_GRACE_SECONDS="0"
-    )
+    return module_stack_factory(window=1.0, tolerance=60.0, WEB_CONCURRENCY="4")
 
 
 def test_concurrent_duplicate_and_racing_deliveries_are_answered_exactly_once(

@@ -5,16 +5,19 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 import time_machine
 from django.core.checks import run_checks
 from django.test import override_settings
+from kombu.exceptions import OperationalError as KombuOperationalError
 
 from parley.conversations import services
 from parley.conversations.models import BufferedMessage, Conversation, Message, MessageGroup
 from parley.conversations.replies import ReplyRequest
 from parley.conversations.services import ReplyOutcome
+from parley.conversations.tasks import group_reply_task
 from parley.core.errors import (
     BufferExpired,
     ConversationAlreadyClosed,
@@ -24,7 +27,7 @@ from parley.core.errors import (
     MessageIdConflict,
 )
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("ingest_path")]
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 EVENT_TIME = datetime(2025, 6, 4, 14, 20, 5, tzinfo=UTC)
@@ -84,6 +87,43 @@ def test_second_message_within_window_joins_the_group(clock: time_machine.Travel
     assert group.status == "OPEN"
     # Trailing debounce: the window restarts at the last message.
     assert group.reply_due_at == T0 + timedelta(seconds=9.9)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_on_postgresql_a_message_is_stored_in_one_round_trip(
+    ingest_path: str, clock: time_machine.Traveller, django_assert_num_queries: Any
+) -> None:
+    if ingest_path != "database":
+        pytest.skip("the Python steps take a transaction and several statements")
+    conversation_id = open_conversation()
+    with django_assert_num_queries(1):  # a new group
+        first = ingest(conversation_id)
+    clock.shift(1)
+    with django_assert_num_queries(1):  # joining it
+        second = ingest(conversation_id)
+
+    [group] = groups_of(conversation_id)
+    assert set(group.messages.values_list("id", flat=True)) == {first.id, second.id}
+    assert group.reply_due_at == T0 + timedelta(seconds=6)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_broker_that_is_down_does_not_fail_a_close(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broker_down(*args: object, **kwargs: object) -> None:
+        raise KombuOperationalError("Error 111 connecting to the broker")
+
+    monkeypatch.setattr(group_reply_task, "delay", broker_down)
+    conversation_id = open_conversation()
+    ingest(conversation_id)
+
+    conversation = services.conversation_close(conversation_id=conversation_id)
+
+    assert conversation.status == "CLOSED"
+    # Committed and due now: the next sweep answers it without the task.
+    [group] = groups_of(conversation_id)
+    assert (group.status, group.reply_due_at) == ("CLOSED", group.closed_at)
+    assert services.due_work_sweep().groups_replied == 1
+    assert len(replies_of(conversation_id)) == 1
 
 
 def test_message_after_the_window_starts_a_new_group(clock: time_machine.Traveller) -> None:
@@ -317,12 +357,12 @@ def test_database_refuses_a_second_reply_to_the_same_group(clock: time_machine.T
 # --- G-4: the sweeper -----------------------------------------------------------
 
 
-def test_sweeper_answers_a_group_the_fast_path_missed(clock: time_machine.Traveller) -> None:
+def test_sweeper_answers_a_group_once_it_is_due(clock: time_machine.Traveller) -> None:
     conversation_id = open_conversation()
     ingest(conversation_id)
-    clock.shift(5.5)
-    assert services.due_work_sweep().groups_replied == 0  # within the grace: left to the task
-    clock.shift(1)
+    clock.shift(4.9)
+    assert services.due_work_sweep().groups_replied == 0  # still collecting
+    clock.shift(0.1)
 
     report = services.due_work_sweep()
 
@@ -331,16 +371,72 @@ def test_sweeper_answers_a_group_the_fast_path_missed(clock: time_machine.Travel
     assert services.due_work_sweep().groups_replied == 0
 
 
+@override_settings(SWEEP_BATCH_SIZE=2)
+def test_sweeper_answers_more_groups_than_a_batch(clock: time_machine.Traveller) -> None:
+    conversations = [open_conversation() for _ in range(5)]
+    for conversation_id in conversations:
+        ingest(conversation_id)
+    clock.shift(5)
+
+    assert services.due_work_sweep().groups_replied == 5
+    assert all(len(replies_of(c)) == 1 for c in conversations)
+
+
+def failing_writer(request: ReplyRequest) -> str:
+    if request.messages[0].content == "boom":
+        raise RuntimeError("the reply service is down")
+    return "ok"
+
+
+def test_sweeper_goes_on_past_a_group_whose_writer_fails(clock: time_machine.Traveller) -> None:
+    first, second = open_conversation(), open_conversation()
+    ingest(first, content="boom")
+    ingest(second, content="fine")
+    clock.shift(5)
+
+    with override_settings(REPLY_WRITER="parley.conversations.tests.test_services.failing_writer"):
+        assert services.due_work_sweep().groups_replied == 1
+    assert (len(replies_of(first)), len(replies_of(second))) == (0, 1)
+    # The failed group's lease ends; the next sweep after it tries again.
+    clock.shift(20)
+    assert services.due_work_sweep().groups_replied == 1
+    assert len(replies_of(first)) == 1
+
+
 def test_sweeper_retries_a_group_whose_runner_died(clock: time_machine.Traveller) -> None:
     conversation_id = open_conversation()
     ingest(conversation_id)
     [group] = groups_of(conversation_id)
     clock.shift(5)
     services._group_claim(group.pk)  # the runner dies without recording
-    clock.shift(20 + 1.5)  # lease plus grace
+    clock.shift(19.9)
+    assert services.due_work_sweep().groups_replied == 0  # the lease still runs
+    clock.shift(0.1)
 
     assert services.due_work_sweep().groups_replied == 1
     assert len(replies_of(conversation_id)) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_only_one_sweep_runs_at_a_time() -> None:
+    from django.db import connections
+
+    from parley.core.db import SWEEPER_LOCK_KEY, singleton_lock
+
+    if connections["default"].vendor != "postgresql":
+        pytest.skip("SQLite serialises writers itself")
+    other = connections.create_connection("default")
+    try:
+        with other.cursor() as cursor:  # another worker process, mid-sweep
+            cursor.execute("SELECT pg_advisory_lock(%s, %s)", [0x50_61_73, SWEEPER_LOCK_KEY])
+        assert services.due_work_sweep().ran is False
+        with other.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock_all()")
+        assert services.due_work_sweep().ran is True
+        with singleton_lock(SWEEPER_LOCK_KEY) as acquired:
+            assert acquired
+    finally:
+        other.close()
 
 
 # --- Section 2: out-of-order messages --------------------------------------------
