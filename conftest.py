@@ -41,15 +41,16 @@ def post_event(client: Client) -> PostEvent:
 
 
 @pytest.fixture(params=["database", "python"])
-def ingest_path(request: pytest.FixtureRequest, settings: Any) -> str:
-    """Run a test with each NEW_MESSAGE fast path: the PostgreSQL function and the Python steps.
+def sql_path(request: pytest.FixtureRequest, settings: Any) -> str:
+    """Run a test with each implementation of the hot paths: PostgreSQL's functions
+    (intake, the sweeper's batches) and the portable steps SQLite runs.
 
-    Modules that test intake use it with ``pytest.mark.usefixtures``, so the
-    two implementations of the same rules are held to the same cases.
+    Modules that test intake and replies use it with
+    ``pytest.mark.usefixtures``, so both are held to the same cases.
     """
     from django.db import connection
 
     if request.param == "database" and connection.vendor != "postgresql":
-        pytest.skip("the intake function exists on PostgreSQL only")
-    settings.INGEST_IN_PYTHON = request.param == "python"
+        pytest.skip("the database functions exist on PostgreSQL only")
+    settings.DATABASE_FUNCTIONS = request.param == "database"
     return str(request.param)

@@ -39,6 +39,7 @@ from bench.run import (
     _on_sigterm,
     _webhook_factory,
     log,
+    paced_pool_size,
 )
 from bench.stack import BenchError, Stack, check_services, reset_database
 
@@ -84,7 +85,7 @@ def _one(
                 connections=cfg.connections,
                 seconds=WARMUP_SECONDS,
             )
-            size = int(min(len(pool), max(4 * cfg.connections, warm.rps(202) * 2.5)))
+            size = paced_pool_size(cfg, warm, pool)
             wh = run_closed_loop(
                 host,
                 port,

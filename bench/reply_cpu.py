@@ -11,11 +11,11 @@ services, then times ``services.group_reply`` on each of them:
 
 * ``due``: every group is due, so each call claims, writes and records;
 * ``not_due``: every group is still collecting, so each call only finds that
-  out (what a task re-armed by later messages does first).
+  out (what a CLOSE_CONVERSATION task that lost the race to a sweep does).
 
 It reports ``time.process_time`` and wall time per call, the SQL statements
 per call and the transactions (COMMIT or ROLLBACK) per call. Celery is not
-involved: the reply task is ``group_reply`` plus, when NOT_DUE, one publish.
+involved: a sweep calls ``group_reply`` for each due group.
 """
 
 from __future__ import annotations

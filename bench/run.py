@@ -64,6 +64,15 @@ class Phases:
         self.spans.append((name, start - self.origin, end - self.origin))
 
 
+def paced_pool_size(cfg: config.BenchConfig, warm: LoadResult, pool: list[str]) -> int:
+    """How many pool conversations make about PACE_SECONDS of the warm-up's traffic.
+
+    Each of them then gets a message every PACE_SECONDS on average: some
+    messages start a group, most join one, as bursts do.
+    """
+    return int(min(len(pool), max(4 * cfg.connections, warm.rps(202) * PACE_SECONDS)))
+
+
 def _webhook_factory(host: str, conversations: list[str]) -> Callable[[], tuple[bytes, str]]:
     """NEW_MESSAGE requests, each a fresh id into a random open conversation."""
     rng = random.Random()
@@ -355,10 +364,7 @@ def _phases(
         )
         accepted.update(warm.accepted_tags(202))
         throughput["NEW_MESSAGE"].append(warm.done_at)
-        # Narrow the pool to about PACE_SECONDS of traffic, so that each
-        # conversation gets a message every PACE_SECONDS on average: some
-        # messages start a group, most join one, as bursts do.
-        size = int(min(len(pool), max(4 * cfg.connections, warm.rps(202) * PACE_SECONDS)))
+        size = paced_pool_size(cfg, warm, pool)
         active.append(size)
         factory = _webhook_factory(hostport, pool[:size])
         before = audit.counts(conn)

@@ -88,6 +88,14 @@ _db = DATABASES["default"]
 # endpoint from 1,054 to 276 req/s on the reference machine.
 _db["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=600)
 _db["CONN_HEALTH_CHECKS"] = env.bool("CONN_HEALTH_CHECKS", default=False)
+# PostgreSQL: server-side parameters, and psycopg prepares the statements a
+# connection repeats (after 5 runs, psycopg's default, which Django turns off)
+# so PostgreSQL skips parsing and planning them. Off behind a pooler in
+# transaction mode (PgBouncer), which cannot keep a prepared statement.
+if _db["ENGINE"] == "django.db.backends.postgresql" and env.bool(
+    "DATABASE_SERVER_SIDE_BINDING", default=True
+):
+    _db.setdefault("OPTIONS", {}).update(server_side_binding=True, prepare_threshold=5)
 if _db["ENGINE"] == "django.db.backends.sqlite3":
     # IMMEDIATE takes SQLite's write lock at BEGIN, so every transaction is
     # serialised: the embedded stand-in for PostgreSQL's row locks.
@@ -120,10 +128,11 @@ REPLY_LEASE = timedelta(seconds=env.float("REPLY_LEASE_SECONDS", default=20.0))
 # interval later (plus the time to write it).
 SWEEP_INTERVAL = timedelta(seconds=env.float("SWEEP_INTERVAL_SECONDS", default=0.25))
 SWEEP_BATCH_SIZE = env.int("SWEEP_BATCH_SIZE", default=200)
-# On PostgreSQL a NEW_MESSAGE is stored by one database function call
-# (migration 0002). True runs the portable Python steps instead, as on SQLite;
-# the test suite runs the intake tests both ways.
-INGEST_IN_PYTHON = False
+# On PostgreSQL a NEW_MESSAGE is stored by one database function call, and the
+# sweeper claims and records due groups in batches (migrations 0002, 0003).
+# False runs the portable steps instead, as on SQLite; the test suite runs
+# both.
+DATABASE_FUNCTIONS = True
 
 # --- Webhook intake -------------------------------------------------------------
 # W-3: bodies above this get 413. DRF >= 3.17.2 applies it to JSON bodies too.
@@ -174,8 +183,7 @@ REDIS_URL = env.str("REDIS_URL", default="")
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL or "filesystem://")
 BROKER_IS_FILESYSTEM = CELERY_BROKER_URL.startswith("filesystem://")
 # Longest a reserved-but-unacked message stays invisible before Redis hands it
-# to another worker. It must exceed every countdown (at most the group window
-# plus the orphan tolerance) plus the task's hard time limit.
+# to another worker. It must exceed the task's hard time limit (check E001).
 CELERY_VISIBILITY_TIMEOUT = env.int("CELERY_VISIBILITY_TIMEOUT", default=300)
 if BROKER_IS_FILESYSTEM:
     _broker_dir = VAR_DIR / "broker"

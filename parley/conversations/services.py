@@ -20,7 +20,7 @@ import time
 from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 from uuid import UUID, uuid4
 
@@ -77,7 +77,7 @@ def message_ingest(
     """
     bind_contextvars(conversation_id=str(conversation_id), message_id=str(message_id))
     try:
-        if connection.vendor == "postgresql" and not settings.INGEST_IN_PYTHON:
+        if _database_functions():
             ingested = _ingest_in_postgresql(message_id, conversation_id, content, timestamp)
         else:
             ingested = None
@@ -91,6 +91,11 @@ def message_ingest(
             raise
         return known
     return ingested
+
+
+def _database_functions() -> bool:
+    """Whether the hot paths run as PostgreSQL functions (migrations 0002 and 0003)."""
+    return connection.vendor == "postgresql" and bool(settings.DATABASE_FUNCTIONS)
 
 
 def _ingest_in_python(
@@ -660,19 +665,25 @@ def _group_record_reply(
             )
     except IntegrityError:
         return ReplyResult(ReplyOutcome.DONE)
+    assert conversation_id is not None
     assert last_message_at is not None
-    delay = (now - last_message_at).total_seconds()
+    _replied(conversation_id, group_id, reply_id, size=size, delay=now - last_message_at)
+    return ReplyResult(ReplyOutcome.REPLIED)
+
+
+def _replied(
+    conversation_id: UUID, group_id: int, reply_id: UUID, *, size: int, delay: timedelta
+) -> None:
     metrics.GROUP_SIZE.observe(size)
-    metrics.REPLY_DELAY.observe(delay)
+    metrics.REPLY_DELAY.observe(delay.total_seconds())
     log.info(
         "group_replied",
         conversation_id=str(conversation_id),
         group_id=group_id,
         reply_id=str(reply_id),
         size=size,
-        delay_s=round(delay, 3),
+        delay_s=round(delay.total_seconds(), 3),
     )
-    return ReplyResult(ReplyOutcome.REPLIED)
 
 
 # --- The sweeper -----------------------------------------------------------------
@@ -693,9 +704,11 @@ def due_work_sweep(*, budget: float = 5.0) -> SweepReport:
        racing it for the same groups.
     2. Expire buffered messages older than the tolerance (for the audit and the
        metrics; adoption checks the age itself and never depends on this).
-    3. Reply to the due groups, oldest due first, in batches of
-       ``SWEEP_BATCH_SIZE``, until none is left or ``budget`` seconds have
-       passed (the next tick goes on). A group whose runner died is due again
+    3. Reply to the due groups, oldest due first, ``SWEEP_BATCH_SIZE`` at a
+       time, until none is left or ``budget`` seconds have passed (the next
+       tick goes on). On PostgreSQL a batch is claimed in one call and
+       recorded in one call (:func:`_reply_batch`); elsewhere each group goes
+       through :func:`group_reply`. A group whose runner died is due again
        when its lease ends, so it is retried here too (G-4).
     """
     with singleton_lock(SWEEPER_LOCK_KEY) as acquired:
@@ -708,26 +721,101 @@ def due_work_sweep(*, budget: float = 5.0) -> SweepReport:
         ).update(status=BufferedMessage.Status.EXPIRED, resolved_at=now)
         if expired:
             metrics.ORPHANS.labels(outcome="expired").inc(expired)
-        deadline = time.monotonic() + budget
+        started = time.monotonic()
         replied = 0
         while True:
-            due_ids = list(
-                MessageGroup.objects.filter(
-                    status__in=["OPEN", "CLOSED"], reply_due_at__lte=timezone.now()
-                )
-                .order_by("reply_due_at")
-                .values_list("pk", flat=True)[: settings.SWEEP_BATCH_SIZE]
-            )
-            for group_id in due_ids:
-                try:
-                    outcome = group_reply(group_id=group_id).outcome
-                except Exception:
-                    # Its lease keeps it out of the next batches until it ends
-                    # (then it is retried); the other groups go on.
-                    log.exception("group_reply_failed", group_id=group_id)
-                    metrics.TASK_FAILURES.labels(task="sweep.group_reply").inc()
-                    continue
-                replied += outcome is ReplyOutcome.REPLIED
-            if len(due_ids) < settings.SWEEP_BATCH_SIZE or time.monotonic() > deadline:
+            batch = _reply_batch if _database_functions() else _reply_one_by_one
+            taken, answered = batch(settings.SWEEP_BATCH_SIZE)
+            replied += answered
+            if taken < settings.SWEEP_BATCH_SIZE or time.monotonic() - started > budget:
                 break
+        metrics.SWEEP_DURATION.observe(time.monotonic() - started)
     return SweepReport(orphans_expired=expired, groups_replied=replied)
+
+
+def _reply_one_by_one(limit: int) -> tuple[int, int]:
+    """Answer up to ``limit`` due groups with :func:`group_reply`; (taken, replied)."""
+    due_ids = list(
+        MessageGroup.objects.filter(status__in=["OPEN", "CLOSED"], reply_due_at__lte=timezone.now())
+        .order_by("reply_due_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+    replied = 0
+    for group_id in due_ids:
+        try:
+            replied += group_reply(group_id=group_id).outcome is ReplyOutcome.REPLIED
+        except Exception:
+            # Its lease keeps it out of the next batches until it ends (then
+            # it is retried); the other groups go on.
+            _reply_failed(group_id)
+    return len(due_ids), replied
+
+
+_CLAIM_DUE_GROUPS = "SELECT * FROM parley_claim_due_groups(%s, %s, %s)"
+_BATCH_MESSAGES = f"""
+    SELECT group_id, id, content, timestamp FROM {_MESSAGE_TABLE}
+    WHERE group_id = ANY(%s)
+    ORDER BY group_id, timestamp, received_at, id
+"""  # noqa: S608  (table name from the model)
+_RECORD_REPLIES = "SELECT * FROM parley_record_replies(%s, %s, %s, %s)"
+
+
+def _reply_batch(limit: int) -> tuple[int, int]:
+    """Claim up to ``limit`` due groups, write their replies, record them; (claimed, replied).
+
+    Three round trips for the whole batch (claim, read, record) instead of
+    about ten per group. Same steps and guarantees as :func:`group_reply`:
+    the claim closes and leases the groups under their conversations' locks,
+    the writer runs outside any transaction, and the record skips a group
+    already answered. PostgreSQL only.
+    """
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(_CLAIM_DUE_GROUPS, [now, now + settings.REPLY_LEASE, limit])
+        claimed = cursor.fetchall()
+        if not claimed:
+            return 0, 0
+        cursor.execute(_BATCH_MESSAGES, [[group_id for group_id, _, _ in claimed]])
+        messages: dict[int, list[InboundMessage]] = {}
+        for group_id, message_id, content, timestamp in cursor.fetchall():
+            messages.setdefault(group_id, []).append(InboundMessage(message_id, content, timestamp))
+    writer = get_reply_writer()
+    written: list[tuple[int, UUID, UUID, str, datetime, int]] = []
+    for group_id, conversation_id, last_message_at in claimed:
+        request = ReplyRequest(
+            conversation_id=conversation_id,
+            group_id=group_id,
+            messages=messages.get(group_id, []),
+            language=settings.REPLY_LANGUAGE,
+        )
+        try:
+            content = writer(request)
+        except Exception:
+            _reply_failed(group_id)
+            continue
+        written.append(
+            (group_id, conversation_id, uuid4(), content, last_message_at, len(request.messages))
+        )
+    if not written:
+        return len(claimed), 0
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _RECORD_REPLIES,
+            [now, [w[0] for w in written], [w[2] for w in written], [w[3] for w in written]],
+        )
+        recorded = {row[0] for row in cursor.fetchall()}
+    for group_id, conversation_id, reply_id, _, last_message_at, size in written:
+        if group_id in recorded:
+            _replied(conversation_id, group_id, reply_id, size=size, delay=now - last_message_at)
+    return len(claimed), len(recorded)
+
+
+def _reply_failed(group_id: int) -> None:
+    """The writer (or the database) failed for one group: log it and go on.
+
+    The group keeps its lease, so no sweep takes it again until the lease
+    ends; then it is retried.
+    """
+    log.exception("group_reply_failed", group_id=group_id)
+    metrics.TASK_FAILURES.labels(task="sweep.group_reply").inc()

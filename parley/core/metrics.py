@@ -49,6 +49,12 @@ REPLY_DELAY = Histogram(
     "From a group's last message arrival to its reply's commit.",
     buckets=(0.5, 1, 2, 3, 4, 5, 5.1, 5.25, 5.5, 6, 7, 10, 20, 30, 60),
 )
+SWEEP_DURATION = Histogram(
+    "parley_sweep_duration_seconds",
+    "How long a sweep took to answer the groups due when it ran. Near "
+    "SWEEP_INTERVAL or above, replies queue: the writer is too slow for the load.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
 TASK_FAILURES = Counter(
     "parley_task_failures_total",
     "Celery task runs that raised.",

@@ -53,16 +53,16 @@ def assert_recovered(stack: Stack, conversation_ids: list[uuid.UUID], since: flo
     assert (audit.lost, audit.duplicated) == (0, 0), audit
 
 
-def test_worker_killed_with_timers_pending(stack_factory: Any) -> None:
+def test_worker_killed_with_replies_pending(stack_factory: Any) -> None:
     stack = stack_factory(window=WINDOW, tolerance=3.6)
     conversation_ids = start_conversations(stack, 10)
-    # The worker holds the ETA tasks in memory, unacknowledged: kill it.
+    # Groups are collecting; the only worker dies (and with it any sweep it ran).
     stack.kill("worker", signal.SIGKILL)
     pending = MessageGroup.objects.filter(conversation_id__in=conversation_ids).exclude(
         status="REPLIED"
     )
     assert pending.exists(), "every group was answered before the kill: nothing to recover"
-    time.sleep(WINDOW + 1)  # the pending groups are now overdue, and nobody has their timers
+    time.sleep(WINDOW + 1)  # the pending groups are now overdue, and no worker runs
 
     stack.start_worker()
 

@@ -15,7 +15,7 @@ from django.db import connection
 from parley.conversations import services
 from parley.conversations.models import BufferedMessage, Message, MessageGroup
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("ingest_path")]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("sql_path")]
 
 ROUNDS = 40
 EVENT_TIME = datetime(2025, 6, 4, 14, 20, 5, tzinfo=UTC)

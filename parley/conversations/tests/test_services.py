@@ -27,7 +27,7 @@ from parley.core.errors import (
     MessageIdConflict,
 )
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("ingest_path")]
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("sql_path")]
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 EVENT_TIME = datetime(2025, 6, 4, 14, 20, 5, tzinfo=UTC)
@@ -91,9 +91,9 @@ def test_second_message_within_window_joins_the_group(clock: time_machine.Travel
 
 @pytest.mark.django_db(transaction=True)
 def test_on_postgresql_a_message_is_stored_in_one_round_trip(
-    ingest_path: str, clock: time_machine.Traveller, django_assert_num_queries: Any
+    sql_path: str, clock: time_machine.Traveller, django_assert_num_queries: Any
 ) -> None:
-    if ingest_path != "database":
+    if sql_path != "database":
         pytest.skip("the Python steps take a transaction and several statements")
     conversation_id = open_conversation()
     with django_assert_num_queries(1):  # a new group
@@ -105,6 +105,20 @@ def test_on_postgresql_a_message_is_stored_in_one_round_trip(
     [group] = groups_of(conversation_id)
     assert set(group.messages.values_list("id", flat=True)) == {first.id, second.id}
     assert group.reply_due_at == T0 + timedelta(seconds=6)
+
+
+def test_on_postgresql_repeated_intake_statements_are_prepared(sql_path: str) -> None:
+    from django.db import connection
+
+    if sql_path != "database":
+        pytest.skip("about the PostgreSQL intake function")
+    conversation_id = open_conversation()
+    for _ in range(6):  # psycopg prepares a statement on its sixth run
+        ingest(conversation_id)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        prepared = [row[0] for row in cursor.fetchall()]
+    assert any("parley_message_ingest" in statement for statement in prepared), prepared
 
 
 @pytest.mark.django_db(transaction=True)
@@ -401,6 +415,23 @@ def test_sweeper_goes_on_past_a_group_whose_writer_fails(clock: time_machine.Tra
     clock.shift(20)
     assert services.due_work_sweep().groups_replied == 1
     assert len(replies_of(first)) == 1
+
+
+@pytest.mark.parametrize("groups", [1, 8])
+def test_on_postgresql_a_sweep_costs_the_same_round_trips_for_any_batch(
+    groups: int, sql_path: str, clock: time_machine.Traveller, django_assert_num_queries: Any
+) -> None:
+    if sql_path != "database":
+        pytest.skip("the portable sweep answers groups one by one")
+    conversations = [open_conversation() for _ in range(groups)]
+    for conversation_id in conversations:
+        ingest(conversation_id)
+    clock.shift(5)
+
+    # Lock, expire orphans, claim, read the messages, record, unlock.
+    with django_assert_num_queries(6):
+        assert services.due_work_sweep().groups_replied == groups
+    assert all(len(replies_of(c)) == 1 for c in conversations)
 
 
 def test_sweeper_retries_a_group_whose_runner_died(clock: time_machine.Traveller) -> None:

@@ -122,6 +122,14 @@ def test_a_reply_records_its_delay_and_group_size(post_event: Any) -> None:
     assert sample("parley_group_size_messages_sum") == size_sum + 2
 
 
+@pytest.mark.django_db
+def test_each_sweep_records_its_duration() -> None:
+    count = sample("parley_sweep_duration_seconds_count")
+    services.due_work_sweep()
+    services.due_work_sweep()
+    assert sample("parley_sweep_duration_seconds_count") == count + 2
+
+
 INCREMENT = """
 import sys
 from parley.core import metrics

@@ -12,7 +12,7 @@ import time_machine
 from parley.conversations.models import BufferedMessage, Conversation, Message, MessageGroup
 from tests.payloads import close_conversation, new_conversation, new_message
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("ingest_path")]
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("sql_path")]
 
 PROBLEM = "application/problem+json"
 SEED_CONVERSATION = "6a41b347-8d80-4ce9-84ba-7af66f369f6a"
