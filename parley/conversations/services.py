@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 from uuid import UUID, uuid4
 
 import structlog
@@ -751,6 +751,15 @@ def _reply_one_by_one(limit: int) -> tuple[int, int]:
     return len(due_ids), replied
 
 
+class _Written(NamedTuple):
+    group_id: int
+    conversation_id: UUID
+    reply_id: UUID
+    content: str
+    last_message_at: datetime
+    size: int
+
+
 _CLAIM_DUE_GROUPS = "SELECT * FROM parley_claim_due_groups(%s, %s, %s)"
 _BATCH_MESSAGES = f"""
     SELECT group_id, id, content, timestamp FROM {_MESSAGE_TABLE}
@@ -780,7 +789,7 @@ def _reply_batch(limit: int) -> tuple[int, int]:
         for group_id, message_id, content, timestamp in cursor.fetchall():
             messages.setdefault(group_id, []).append(InboundMessage(message_id, content, timestamp))
     writer = get_reply_writer()
-    written: list[tuple[int, UUID, UUID, str, datetime, int]] = []
+    written: list[_Written] = []
     for group_id, conversation_id, last_message_at in claimed:
         request = ReplyRequest(
             conversation_id=conversation_id,
@@ -794,7 +803,9 @@ def _reply_batch(limit: int) -> tuple[int, int]:
             _reply_failed(group_id)
             continue
         written.append(
-            (group_id, conversation_id, uuid4(), content, last_message_at, len(request.messages))
+            _Written(
+                group_id, conversation_id, uuid4(), content, last_message_at, len(request.messages)
+            )
         )
     if not written:
         return len(claimed), 0
@@ -802,12 +813,23 @@ def _reply_batch(limit: int) -> tuple[int, int]:
     with connection.cursor() as cursor:
         cursor.execute(
             _RECORD_REPLIES,
-            [now, [w[0] for w in written], [w[2] for w in written], [w[3] for w in written]],
+            [
+                now,
+                [w.group_id for w in written],
+                [w.reply_id for w in written],
+                [w.content for w in written],
+            ],
         )
         recorded = {row[0] for row in cursor.fetchall()}
-    for group_id, conversation_id, reply_id, _, last_message_at, size in written:
-        if group_id in recorded:
-            _replied(conversation_id, group_id, reply_id, size=size, delay=now - last_message_at)
+    for w in written:
+        if w.group_id in recorded:
+            _replied(
+                w.conversation_id,
+                w.group_id,
+                w.reply_id,
+                size=w.size,
+                delay=now - w.last_message_at,
+            )
     return len(claimed), len(recorded)
 
 

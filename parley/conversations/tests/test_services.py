@@ -452,14 +452,16 @@ def test_sweeper_retries_a_group_whose_runner_died(clock: time_machine.Traveller
 def test_only_one_sweep_runs_at_a_time() -> None:
     from django.db import connections
 
-    from parley.core.db import SWEEPER_LOCK_KEY, singleton_lock
+    from parley.core.db import _SINGLETON_LOCK_CLASS, SWEEPER_LOCK_KEY, singleton_lock
 
     if connections["default"].vendor != "postgresql":
         pytest.skip("SQLite serialises writers itself")
     other = connections.create_connection("default")
     try:
         with other.cursor() as cursor:  # another worker process, mid-sweep
-            cursor.execute("SELECT pg_advisory_lock(%s, %s)", [0x50_61_73, SWEEPER_LOCK_KEY])
+            cursor.execute(
+                "SELECT pg_advisory_lock(%s, %s)", [_SINGLETON_LOCK_CLASS, SWEEPER_LOCK_KEY]
+            )
         assert services.due_work_sweep().ran is False
         with other.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_unlock_all()")
