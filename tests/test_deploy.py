@@ -14,6 +14,7 @@ import importlib
 import json
 import os
 import re
+import runpy
 import secrets
 import subprocess
 import sys
@@ -365,6 +366,12 @@ def test_the_programs_the_entrypoint_starts_are_installed(stubs: Path, tmp_path:
     assert programs == {"python", "gunicorn", "celery"}
     for program in programs:
         assert os.access(tool(program), os.X_OK), program
+
+
+def test_gunicorn_preloads_the_app_so_a_recycled_worker_is_ready_at_once() -> None:
+    config = runpy.run_path("config/gunicorn.py")
+    assert config["preload_app"] is True
+    assert config["max_requests"] > 0  # recycling stays on: it is cheap with preloading
 
 
 def test_gunicorn_accepts_the_config_and_the_wsgi_app(tmp_path: Path) -> None:
