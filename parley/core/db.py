@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 from uuid import UUID
 
-from django.db import connection
+from django.db import connection, migrations
 
 # First key of PostgreSQL's two-key advisory locks: "this lock is about a
 # conversation id". Other lock users pick other classes.
@@ -58,3 +59,20 @@ def singleton_lock(key: int) -> Iterator[bool]:
         if acquired:
             with connection.cursor() as cursor:
                 cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [_SINGLETON_LOCK_CLASS, key])
+
+
+def postgresql_only_sql(forward: str, backward: str) -> migrations.RunPython:
+    """A migration operation that runs raw SQL on PostgreSQL and nothing elsewhere.
+
+    For the database functions of the hot paths: SQLite runs the same steps
+    from Python, so it needs no schema object.
+    """
+
+    def run(sql: str) -> Callable[[Any, Any], None]:
+        def operation(apps: Any, schema_editor: Any) -> None:
+            if schema_editor.connection.vendor == "postgresql":
+                schema_editor.execute(sql)
+
+        return operation
+
+    return migrations.RunPython(run(forward), run(backward))

@@ -12,6 +12,8 @@ is its own transaction: no BEGIN or COMMIT round trips.
 
 from django.db import migrations
 
+from parley.core.db import postgresql_only_sql
+
 CREATE = """
 CREATE OR REPLACE FUNCTION parley_message_ingest(
     p_message_id uuid,
@@ -74,15 +76,7 @@ $$
 DROP = "DROP FUNCTION IF EXISTS parley_message_ingest"
 
 
-def _on_postgresql(sql: str):  # type: ignore[no-untyped-def]
-    def run(apps, schema_editor):  # type: ignore[no-untyped-def]
-        if schema_editor.connection.vendor == "postgresql":
-            schema_editor.execute(sql)
-
-    return run
-
-
 class Migration(migrations.Migration):
     dependencies = [("conversations", "0001_initial")]
 
-    operations = [migrations.RunPython(_on_postgresql(CREATE), _on_postgresql(DROP))]
+    operations = [postgresql_only_sql(CREATE, DROP)]

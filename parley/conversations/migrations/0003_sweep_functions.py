@@ -14,6 +14,8 @@ task that answered it.
 
 from django.db import migrations
 
+from parley.core.db import postgresql_only_sql
+
 CREATE = """
 CREATE OR REPLACE FUNCTION parley_claim_due_groups(
     p_now timestamptz, p_lease_end timestamptz, p_limit integer
@@ -99,15 +101,7 @@ DROP FUNCTION IF EXISTS parley_record_replies;
 """
 
 
-def _on_postgresql(sql: str):  # type: ignore[no-untyped-def]
-    def run(apps, schema_editor):  # type: ignore[no-untyped-def]
-        if schema_editor.connection.vendor == "postgresql":
-            schema_editor.execute(sql)
-
-    return run
-
-
 class Migration(migrations.Migration):
     dependencies = [("conversations", "0002_message_ingest_function")]
 
-    operations = [migrations.RunPython(_on_postgresql(CREATE), _on_postgresql(DROP))]
+    operations = [postgresql_only_sql(CREATE, DROP)]
