@@ -441,10 +441,10 @@ def group_reply(*, group_id: int) -> ReplyResult:
        REPLIED. The one-to-one ``reply_to`` makes a second reply impossible,
        even for a runner whose lease ran out.
 
-    Safe to call any number of times, from tasks and the sweeper alike. It
-    takes only the group id: each step finds the conversation to lock in the
-    same statement that locks it. A reply costs 8 round trips (claim 3, read
-    1, record 4), a group that is not due yet 2.
+    Safe to call any number of times, from the CLOSE_CONVERSATION task and the
+    portable sweep alike. It takes only the group id: each step finds the
+    conversation to lock in the same statement that locks it. A reply costs
+    8 round trips (claim 3, read 1, record 4), a group that is not due yet 2.
     """
     claim = _group_claim(group_id)
     if claim.outcome is not ReplyOutcome.REPLIED:
