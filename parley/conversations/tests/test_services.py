@@ -668,7 +668,7 @@ def test_updated_at_moves_on_every_message_and_on_close(clock: time_machine.Trav
 
 
 @override_settings(CELERY_VISIBILITY_TIMEOUT=10)
-def test_a_visibility_timeout_shorter_than_a_countdown_fails_the_checks() -> None:
+def test_a_visibility_timeout_shorter_than_the_task_time_limit_fails_the_checks() -> None:
     assert "parley.E001" in {error.id for error in run_checks()}
 
 
