@@ -31,7 +31,6 @@ from typing import Any
 from bench import audit, config, monitor, report
 from bench.loadgen import request_bytes, run_closed_loop
 from bench.run import (
-    WARMUP_SECONDS,
     Phases,
     _canary,
     _conversation_factory,
@@ -39,7 +38,7 @@ from bench.run import (
     _on_sigterm,
     _webhook_factory,
     log,
-    paced_pool_size,
+    webhook_warmup,
 )
 from bench.stack import BenchError, Stack, check_services, reset_database
 
@@ -78,14 +77,7 @@ def _one(
             hz = run_closed_loop(
                 host, port, lambda: (healthz, ""), connections=cfg.connections, seconds=seconds
             )
-            warm = run_closed_loop(
-                host,
-                port,
-                _webhook_factory(hostport, pool),
-                connections=cfg.connections,
-                seconds=WARMUP_SECONDS,
-            )
-            size = paced_pool_size(cfg, warm, pool)
+            _, size = webhook_warmup(cfg, host, port, pool)
             wh = run_closed_loop(
                 host,
                 port,

@@ -64,13 +64,24 @@ class Phases:
         self.spans.append((name, start - self.origin, end - self.origin))
 
 
-def paced_pool_size(cfg: config.BenchConfig, warm: LoadResult, pool: list[str]) -> int:
-    """How many pool conversations make about PACE_SECONDS of the warm-up's traffic.
+def webhook_warmup(
+    cfg: config.BenchConfig, host: str, port: int, pool: list[str]
+) -> tuple[LoadResult, int]:
+    """NEW_MESSAGE saturation for WARMUP_SECONDS; returns it and the paced pool size.
 
-    Each of them then gets a message every PACE_SECONDS on average: some
-    messages start a group, most join one, as bursts do.
+    The size is how many pool conversations make about PACE_SECONDS of that
+    traffic: each then gets a message every PACE_SECONDS on average, so some
+    messages start a group and most join one, as bursts do.
     """
-    return int(min(len(pool), max(4 * cfg.connections, warm.rps(202) * PACE_SECONDS)))
+    warm = run_closed_loop(
+        host,
+        port,
+        _webhook_factory(f"{host}:{port}", pool),
+        connections=cfg.connections,
+        seconds=WARMUP_SECONDS,
+    )
+    size = int(min(len(pool), max(4 * cfg.connections, warm.rps(202) * PACE_SECONDS)))
+    return warm, size
 
 
 def _webhook_factory(host: str, conversations: list[str]) -> Callable[[], tuple[bytes, str]]:
@@ -355,16 +366,9 @@ def _phases(
         throughput["/healthz"].append(res.done_at)
 
         log(f"round {n + 1}/{cfg.rounds}: NEW_MESSAGE saturation, {segment:g} s")
-        warm = run_closed_loop(
-            host,
-            port,
-            _webhook_factory(hostport, pool),
-            connections=cfg.connections,
-            seconds=WARMUP_SECONDS,
-        )
+        warm, size = webhook_warmup(cfg, host, port, pool)
         accepted.update(warm.accepted_tags(202))
         throughput["NEW_MESSAGE"].append(warm.done_at)
-        size = paced_pool_size(cfg, warm, pool)
         active.append(size)
         factory = _webhook_factory(hostport, pool[:size])
         before = audit.counts(conn)

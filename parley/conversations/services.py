@@ -77,12 +77,13 @@ def message_ingest(
     """
     bind_contextvars(conversation_id=str(conversation_id), message_id=str(message_id))
     try:
-        if _database_functions():
-            ingested = _ingest_in_postgresql(message_id, conversation_id, content, timestamp)
-        else:
-            ingested = None
-        if ingested is None:
-            ingested = _ingest_in_python(message_id, conversation_id, content, timestamp)
+        if not _database_functions():
+            return _ingest_in_python(message_id, conversation_id, content, timestamp)
+        ingested = _ingest_in_postgresql(message_id, conversation_id, content, timestamp)
+        if ingested is None:  # the function found no OPEN conversation for it
+            with transaction.atomic():
+                now = timezone.now()
+                ingested = _ingest_slow_path(message_id, conversation_id, content, timestamp, now)
     except IntegrityError:
         # Only the message id is unique on this path; the transaction rolled
         # back, so nothing of this delivery was kept.
