@@ -9,7 +9,7 @@ The invariants of SPEC sections 2 and 4 are held by the database, not by luck:
   finds it after any crash; a replied group carries none (check constraint).
 
 Every write to a conversation, its groups or its messages happens while the
-conversation row is locked (``services.py``), so two processes never act on
+conversation row is locked (the ``services`` package), so two processes never act on
 the same group at once.
 """
 

@@ -1,7 +1,7 @@
 """PostgreSQL only: the NEW_MESSAGE fast path as one function, so one round trip.
 
 ``services.message_ingest`` calls it on PostgreSQL; SQLite runs the same steps
-from Python (``services._ingest_in_python``). The test suite runs both against
+from Python (``services.intake._ingest_in_python``). The test suite runs both against
 the same cases. The steps, and why each is safe, are in the services module.
 
 A function body runs each statement with a fresh snapshot (READ COMMITTED), so

@@ -11,6 +11,7 @@ import pytest
 import time_machine
 
 from parley.conversations import services
+from parley.conversations.models import MessageGroup
 from tests.payloads import new_conversation, new_message
 
 pytestmark = pytest.mark.django_db
@@ -30,7 +31,7 @@ def test_body_has_the_exact_shape_and_order(client: Any, post_event: Any) -> Non
         clock.shift(1)
         post_event(new_message(ids[2], conversation_id, "second", "2025-06-04T14:20:05Z"))
         clock.shift(5)
-        [group_id] = services.MessageGroup.objects.values_list("pk", flat=True)
+        [group_id] = MessageGroup.objects.values_list("pk", flat=True)
         services.group_reply(group_id=group_id)
         response = client.get(f"/conversations/{conversation_id}/")
 

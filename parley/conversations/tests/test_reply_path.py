@@ -13,6 +13,7 @@ import time_machine
 from parley.conversations import services
 from parley.conversations.models import Conversation, Message, MessageGroup
 from parley.conversations.services import ReplyOutcome
+from parley.conversations.services import replies as reply_path
 
 pytestmark = pytest.mark.django_db
 
@@ -44,13 +45,13 @@ def stale_lock(monkeypatch: pytest.MonkeyPatch, status: str, due_at: datetime) -
 
     That is what PostgreSQL returns to a statement that waited for the lock.
     """
-    real = services._lock_group
+    real = reply_path._lock_group
 
     def lock(group_id: int) -> Any:
         real(group_id)
         return status, due_at
 
-    monkeypatch.setattr(services, "_lock_group", lock)
+    monkeypatch.setattr(reply_path, "_lock_group", lock)
 
 
 def test_a_stale_read_does_not_claim_a_group_that_a_message_moved_on(
@@ -95,7 +96,7 @@ def test_a_late_record_leaves_the_conversation_untouched(
     updated_at = Conversation.objects.get(pk=conversation_id).updated_at
     clock.shift(30)
 
-    late = services._group_record_reply(group.pk, "stale", size=1)
+    late = reply_path._group_record_reply(group.pk, "stale", size=1)
 
     assert late.outcome is ReplyOutcome.DONE
     assert Conversation.objects.get(pk=conversation_id).updated_at == updated_at

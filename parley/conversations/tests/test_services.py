@@ -17,6 +17,7 @@ from parley.conversations import services
 from parley.conversations.models import BufferedMessage, Conversation, Message, MessageGroup
 from parley.conversations.replies import ReplyRequest
 from parley.conversations.services import ReplyOutcome
+from parley.conversations.services import replies as reply_path
 from parley.conversations.tasks import group_reply_task
 from parley.core.errors import (
     BufferExpired,
@@ -304,7 +305,7 @@ def test_a_claimed_group_is_not_claimed_again_during_the_lease(
     ingest(conversation_id)
     [group] = groups_of(conversation_id)
     clock.shift(5)
-    assert services._group_claim(group.pk).outcome is ReplyOutcome.REPLIED  # a runner claims
+    assert reply_path._group_claim(group.pk).outcome is ReplyOutcome.REPLIED  # a runner claims
     clock.shift(1)
 
     assert services.group_reply(group_id=group.pk).outcome is ReplyOutcome.LEASED
@@ -318,12 +319,12 @@ def test_a_runner_that_lost_its_lease_cannot_store_a_second_reply(
     ingest(conversation_id)
     [group] = groups_of(conversation_id)
     clock.shift(5)
-    services._group_claim(group.pk)  # runner A claims, then stalls
+    reply_path._group_claim(group.pk)  # runner A claims, then stalls
     clock.shift(21)  # past the 20 s lease: runner B takes over and replies
     assert services.group_reply(group_id=group.pk).outcome is ReplyOutcome.REPLIED
 
     # Runner A wakes up and tries to record its reply.
-    late = services._group_record_reply(group.pk, "stale", size=1)
+    late = reply_path._group_record_reply(group.pk, "stale", size=1)
 
     assert late.outcome is ReplyOutcome.DONE
     [reply] = replies_of(conversation_id)
@@ -339,9 +340,9 @@ def test_message_arriving_after_the_claim_goes_to_a_new_group(
     first = ingest(conversation_id)
     [group] = groups_of(conversation_id)
     clock.shift(5)
-    services._group_claim(group.pk)  # the reply is being written...
+    reply_path._group_claim(group.pk)  # the reply is being written...
     second = ingest(conversation_id)  # ...when a message arrives exactly at the edge
-    services._group_record_reply(group.pk, f"Received messages:\n{first.id}", size=1)
+    reply_path._group_record_reply(group.pk, f"Received messages:\n{first.id}", size=1)
 
     old, new = groups_of(conversation_id)
     assert list(new.messages.values_list("id", flat=True)) == [second.id]
@@ -439,7 +440,7 @@ def test_sweeper_retries_a_group_whose_runner_died(clock: time_machine.Traveller
     ingest(conversation_id)
     [group] = groups_of(conversation_id)
     clock.shift(5)
-    services._group_claim(group.pk)  # the runner dies without recording
+    reply_path._group_claim(group.pk)  # the runner dies without recording
     clock.shift(19.9)
     assert services.due_work_sweep().groups_replied == 0  # the lease still runs
     clock.shift(0.1)

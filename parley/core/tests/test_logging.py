@@ -66,7 +66,7 @@ def test_a_buffered_message_logs_a_json_line_with_its_ids(
     assert record["conversation_id"] == str(conversation_id)
     assert record["message_id"] == str(message_id)
     assert record["level"] == "info"
-    assert record["logger"] == "parley.conversations.services"
+    assert record["logger"] == "parley.conversations.services.intake"
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z", record["timestamp"])
 
 
