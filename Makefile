@@ -64,7 +64,7 @@ lock: install
 ## Load benchmark of the production configuration (PostgreSQL, Redis, gunicorn, Celery).
 bench: install
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements/bench.lock
-	$(BIN)/python -m bench
+	BENCH_PARTS="$(BENCH_PARTS)" $(BIN)/python -m bench
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache staticfiles

@@ -29,17 +29,16 @@ from itertools import pairwise
 from typing import Any
 
 from bench import audit, config, monitor, report
+from bench.common import Phases, log
 from bench.loadgen import request_bytes, run_closed_loop
-from bench.run import (
-    Phases,
-    _canary,
-    _conversation_factory,
-    _half_load,
-    _on_sigterm,
-    _webhook_factory,
-    log,
+from bench.parts.core import (
+    canary,
+    conversation_factory,
+    half_load,
+    webhook_factory,
     webhook_warmup,
 )
+from bench.run import _on_sigterm
 from bench.stack import BenchError, Stack, check_services, reset_database
 
 POOL = 1000
@@ -56,14 +55,14 @@ def _one(
         stack.wait_ready()
         conn = audit.connect(cfg.database_url)
         try:
-            _canary(stack, conn, timeout=cfg.window_s + 30)
+            canary(stack, conn, timeout=cfg.window_s + 30)
             host, port = stack.host, stack.port
             hostport = f"{host}:{port}"
             if not pool:
                 made = run_closed_loop(
                     host,
                     port,
-                    _conversation_factory(hostport),
+                    conversation_factory(hostport),
                     connections=cfg.connections,
                     total=POOL,
                 )
@@ -81,13 +80,13 @@ def _one(
             wh = run_closed_loop(
                 host,
                 port,
-                _webhook_factory(hostport, pool[:size]),
+                webhook_factory(hostport, pool[:size]),
                 connections=cfg.connections,
                 seconds=seconds,
             )
             audit.wait_until_settled(conn, minimum=cfg.window_s + 0.5, maximum=cfg.window_s + 120)
             cpu_groups = {"web": lambda: monitor.tree(stack.pid("web"))}
-            half = _half_load(
+            half = half_load(
                 cfg, stack, conn, Phases(time.time()), cpu_groups, pool, wh.rps(202) / 2
             )
         finally:
