@@ -5,9 +5,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements/dev.lock pyproject.toml | cksum | cut -d' ' -f1)
 PORT ?= 8000
-export PORT
+LIVE_PORT ?= $(shell echo $$(( $(PORT) + 1 )))
+export PORT LIVE_PORT
 
-.PHONY: install run web worker scheduler migrate test test-fast lint fmt lock bench clean
+.PHONY: install run web live worker scheduler migrate test test-fast lint fmt lock bench clean
 
 $(STAMP):
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,14 +21,21 @@ install: $(STAMP)
 migrate: install
 	$(BIN)/python manage.py migrate --noinput
 
-## The whole system in the foreground: web server, Celery worker and scheduler. Ctrl-C stops all three.
+## The whole system in the foreground: web server, live process, Celery worker and scheduler.
+## Ctrl-C stops them all.
 run: migrate
 	@rm -rf var/prometheus && mkdir -p var/prometheus
+	@echo "Parley: web (API, admin, docs) on http://localhost:$(PORT)/"
+	@echo "        live (long polls, event streams) on http://localhost:$(LIVE_PORT)/"
 	PROMETHEUS_MULTIPROC_DIR=$(CURDIR)/var/prometheus PATH=$(CURDIR)/$(BIN):$$PATH \
 		$(BIN)/honcho start --procfile Procfile
 
 web: migrate
 	$(BIN)/gunicorn --config config/gunicorn.py config.wsgi
+
+## The live process alone: the ASGI server of requests that wait, on LIVE_PORT.
+live: migrate
+	$(BIN)/python -m config.live
 
 worker: install
 	$(BIN)/celery --app config worker --loglevel INFO

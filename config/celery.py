@@ -10,7 +10,17 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 app = Celery("parley")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-# Celery reads the visibility timeout from three places; they must agree (a
-# shorter one anywhere wins), so the transport option is mirrored here too.
-app.conf.visibility_timeout = app.conf.broker_transport_options.get("visibility_timeout")
+
+
+@app.on_after_configure.connect
+def _mirror_visibility_timeout(sender: Celery, **kwargs: object) -> None:
+    """Celery reads the visibility timeout from three places; they must agree (a
+    shorter one anywhere wins), so the transport option is mirrored here too.
+
+    Done once the configuration is read, not at import: importing ``config``
+    must not load Django's settings, which differ per process (config/asgi.py).
+    """
+    sender.conf.visibility_timeout = sender.conf.broker_transport_options.get("visibility_timeout")
+
+
 app.autodiscover_tasks()

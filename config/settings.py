@@ -12,6 +12,8 @@ import re
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
+from uuid import UUID
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -46,6 +48,9 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "parley.core",
+    "parley.live",
+    "parley.tenants",
+    "parley.outbox",
     "parley.conversations",
 ]
 
@@ -79,6 +84,18 @@ TEMPLATES = [
     },
 ]
 
+# --- Processes ------------------------------------------------------------------
+# "live" is the ASGI process of requests that wait (SPEC section 7): config/asgi.py
+# sets it. It has its own URLs, no sync-only middleware and pooled connections.
+PARLEY_PROCESS = env.str("PARLEY_PROCESS", default="web")
+LIVE_PROCESS = PARLEY_PROCESS == "live"
+if LIVE_PROCESS:
+    ROOT_URLCONF = "config.urls_live"
+    # WhiteNoise is sync-only: under ASGI one sync middleware makes Django run
+    # every request, waits included, on a thread of its own. config/asgi.py
+    # serves the static files instead.
+    MIDDLEWARE = [m for m in MIDDLEWARE if not m.startswith("whitenoise.")]
+
 # --- Database -----------------------------------------------------------------
 DATABASES = {
     "default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'parley.sqlite3'}"),
@@ -96,6 +113,16 @@ if _db["ENGINE"] == "django.db.backends.postgresql" and env.bool(
     "DATABASE_SERVER_SIDE_BINDING", default=True
 ):
     _db.setdefault("OPTIONS", {}).update(server_side_binding=True, prepare_threshold=5)
+if LIVE_PROCESS and _db["ENGINE"] == "django.db.backends.postgresql":
+    # Under ASGI each request's sync code runs on a thread of its own, so
+    # persistent connections would pile up, one per thread: a pool instead,
+    # which a waiting request never holds (L-1).
+    _db["CONN_MAX_AGE"] = 0
+    _db.setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 1,
+        "max_size": env.int("LIVE_DB_POOL_SIZE", default=10),
+        "timeout": 10,
+    }
 if _db["ENGINE"] == "django.db.backends.sqlite3":
     # IMMEDIATE takes SQLite's write lock at BEGIN, so every transaction is
     # serialised: the embedded stand-in for PostgreSQL's row locks.
@@ -133,6 +160,33 @@ SWEEP_BATCH_SIZE = env.int("SWEEP_BATCH_SIZE", default=200)
 # False runs the portable steps instead, as on SQLite; the test suite runs
 # both.
 DATABASE_FUNCTIONS = True
+
+# --- Tenants (SPEC Q-1) ----------------------------------------------------------
+# Conversations that name no tenant belong to this one (seed 000 clients).
+DEFAULT_TENANT_ID = UUID(env.str("DEFAULT_TENANT_ID", default=str(UUID(int=0))))
+DEFAULT_TENANT_TIME_ZONE = env.str("DEFAULT_TENANT_TIME_ZONE", default="UTC")
+try:
+    ZoneInfo(DEFAULT_TENANT_TIME_ZONE)
+except (ZoneInfoNotFoundError, ValueError) as _exc:
+    raise ImproperlyConfigured(
+        f"DEFAULT_TENANT_TIME_ZONE={DEFAULT_TENANT_TIME_ZONE!r} is not an IANA time zone."
+    ) from _exc
+
+# --- Outbox (STYLE "Outbox"; SPEC T-4, C-4) ----------------------------------------
+# How long an event stays in the outbox once every reader that must see it
+# (the analytics exporter) has: a console that reconnects after longer than
+# this reloads instead of replaying.
+OUTBOX_RETENTION = timedelta(hours=env.float("OUTBOX_RETENTION_HOURS", default=24.0))
+
+# --- The live process (SPEC section 7) ------------------------------------------
+LIVE_PORT = env.int("LIVE_PORT", default=env.int("PORT", default=8000) + 1)
+# A waiter looks at the database again at least this often, whether or not the
+# bell rang (L-3: at most 1 s). Without PostgreSQL there is no bell: a short poll.
+LIVE_RECHECK_SECONDS = env.float(
+    "LIVE_RECHECK_SECONDS", default=1.0 if _db["ENGINE"].endswith("postgresql") else 0.25
+)
+if not 0 < LIVE_RECHECK_SECONDS <= 1.0:
+    raise ImproperlyConfigured("LIVE_RECHECK_SECONDS must be above 0 and at most 1 (SPEC L-3).")
 
 # --- Webhook intake -------------------------------------------------------------
 # W-3: bodies above this get 413. DRF >= 3.17.2 applies it to JSON bodies too.

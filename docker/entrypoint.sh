@@ -1,6 +1,7 @@
 #!/bin/sh
 # Container entrypoint. The first argument picks the role:
 #   web        apply migrations, then serve with gunicorn (config/gunicorn.py)
+#   live       the ASGI process of requests that wait (config/live.py, uvicorn)
 #   worker     Celery worker
 #   scheduler  Celery beat (the periodic sweeper)
 #   migrate    apply migrations and exit
@@ -28,6 +29,9 @@ case "$role" in
         python manage.py migrate --noinput
         reset_metrics_dir
         exec gunicorn --config config/gunicorn.py config.wsgi "$@"
+        ;;
+    live)
+        exec python -m config.live "$@"
         ;;
     worker)
         exec celery --app config worker --loglevel INFO \

@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # The virtualenv's scripts live next to its interpreter.
 BIN = Path(sys.executable).parent
 ENTRYPOINT = ROOT / "docker" / "entrypoint.sh"
-APP_SERVICES = ("web", "worker", "scheduler")
+APP_SERVICES = ("web", "live", "worker", "scheduler")
 BACKING_SERVICES = ("postgres", "redis")
 # Names whose values are secrets: never in the image, never literal in compose.yaml.
 SECRET_NAMES = {
@@ -90,7 +90,10 @@ def test_compose_defines_the_stack(compose: dict[str, Any]) -> None:
         assert services[name]["command"] == [name], name
     for name in (*APP_SERVICES, *BACKING_SERVICES):
         assert services[name]["restart"] == "unless-stopped", name
-    assert "8000:8000" in services["web"]["ports"]
+    # One way in: the proxy; web and live are reached through it.
+    assert "${PARLEY_HTTP_PORT:-8000}:8080" in services["proxy"]["ports"]
+    assert "ports" not in services["web"]
+    assert "ports" not in services["live"]
 
 
 def test_app_services_wait_for_healthy_postgres_and_redis(compose: dict[str, Any]) -> None:
@@ -103,13 +106,57 @@ def test_app_services_wait_for_healthy_postgres_and_redis(compose: dict[str, Any
 
 def test_postgres_redis_and_web_have_healthchecks(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    for name in (*BACKING_SERVICES, "web"):
+    for name in (*BACKING_SERVICES, "web", "live", "proxy"):
         healthcheck = services[name]["healthcheck"]
         assert not healthcheck.get("disable"), name
         assert healthcheck["test"][0] in ("CMD", "CMD-SHELL"), name
     assert "pg_isready" in services["postgres"]["healthcheck"]["test"]
     assert services["redis"]["healthcheck"]["test"][1:] == ["redis-cli", "ping"]
     assert "/healthz" in " ".join(services["web"]["healthcheck"]["test"])
+    assert "LIVE_PORT" in " ".join(services["live"]["healthcheck"]["test"])
+
+
+NGINX = ROOT / "docker" / "nginx.conf"
+
+
+def test_the_proxy_is_the_official_nginx_with_the_repository_config(
+    compose: dict[str, Any],
+) -> None:
+    proxy = compose["services"]["proxy"]
+    assert proxy["image"].startswith("nginx:")
+    assert "./docker/nginx.conf:/etc/nginx/nginx.conf:ro" in proxy["volumes"]
+    for upstream in ("web", "live"):
+        assert proxy["depends_on"][upstream]["condition"] == "service_healthy"
+    assert compose["services"]["live"]["environment"]["LIVE_PORT"] == "8001"
+
+
+def _nginx_locations() -> dict[str, str]:
+    """Each ``location`` of nginx.conf and the text of its block."""
+    text = NGINX.read_text()
+    blocks = {}
+    for match in re.finditer(r"location\s+([^{]+?)\s*\{(.*?)\n\s*\}", text, re.S):
+        blocks[match.group(1).strip()] = match.group(2)
+    return blocks
+
+
+def test_the_proxy_sends_the_waiting_paths_to_live_unbuffered() -> None:
+    """SPEC L-2: long polls and event streams reach live, with response buffering off."""
+    locations = _nginx_locations()
+    waiting = "~ ^/(api/pix|api/util|api/replies|console)/"
+    assert waiting in locations
+    block = locations[waiting]
+    assert "proxy_pass http://live;" in block
+    assert "proxy_buffering off;" in block
+    assert "gzip off;" in block
+    assert "proxy_pass http://web;" in locations["/"]
+    assert "server web:8000;" in NGINX.read_text()
+    assert "server live:8001;" in NGINX.read_text()
+    # Every path the live process serves is one the proxy routes to it.
+    pattern = re.compile(waiting.removeprefix("~ "))
+    for path in ("/api/pix/12345678/stream/start", "/api/util/msgs/1/2", "/console/"):
+        assert pattern.match(path), path
+    for path in ("/webhook/", "/conversations/x/", "/admin/", "/api/docs/"):
+        assert not pattern.match(path), path
 
 
 def test_redis_keeps_queued_tasks(compose: dict[str, Any]) -> None:
@@ -285,7 +332,7 @@ def _case_label(line: str) -> str | None:
 
 def test_entrypoint_roles_match_compose_and_image(compose: dict[str, Any]) -> None:
     roles = entrypoint_roles()
-    assert roles == {"web", "worker", "scheduler", "migrate", "*"}
+    assert roles == {"web", "live", "worker", "scheduler", "migrate", "*"}
     for name in APP_SERVICES:
         assert compose["services"][name]["command"][0] in roles
     cmd = json.loads(next(args for keyword, args in final_stage() if keyword == "CMD"))
@@ -345,6 +392,7 @@ def test_entrypoint_web_migrates_resets_metrics_and_execs_gunicorn(
             "celery --app config beat --loglevel INFO --schedule /tmp/celerybeat-schedule",
         ),
         (["migrate"], {}, "python manage.py migrate --noinput"),
+        (["live"], {}, "python -m config.live"),
         (["python", "manage.py", "shell"], {}, "python manage.py shell"),
     ],
 )
@@ -360,7 +408,7 @@ def test_entrypoint_runs_anything_else_as_given(stubs: Path) -> None:
 
 def test_the_programs_the_entrypoint_starts_are_installed(stubs: Path, tmp_path: Path) -> None:
     calls: list[str] = []
-    for role in ("web", "worker", "scheduler", "migrate"):
+    for role in ("web", "live", "worker", "scheduler", "migrate"):
         calls += dispatch(stubs, role, PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics"))
     programs = {call.split()[0] for call in calls}
     assert programs == {"python", "gunicorn", "celery"}
@@ -456,6 +504,7 @@ def knobs_read_by_the_code() -> set[str]:
     patterns = {
         "config/settings.py": r"\benv(?:iron\.Env\(\))?\.\w+\(\s*\"([A-Z][A-Z0-9_]*)\"",
         "config/gunicorn.py": r"os\.environ\.get\(\s*'([A-Z][A-Z0-9_]*)'",
+        "config/live.py": r"os\.environ\.get\(\s*\"([A-Z][A-Z0-9_]*)\"",
         "docker/entrypoint.sh": r"\$\{([A-Z][A-Z0-9_]*)[:}]",
         "compose.yaml": r"\$\{([A-Z][A-Z0-9_]*)[:}]",
     }

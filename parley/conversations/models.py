@@ -6,7 +6,10 @@ The invariants of SPEC sections 2 and 4 are held by the database, not by luck:
 * a conversation has at most one OPEN group (partial unique constraint);
 * a group has at most one reply (``Message.reply_to`` is one-to-one);
 * a group that still owes a reply carries ``reply_due_at``, so the sweeper
-  finds it after any crash; a replied group carries none (check constraint).
+  finds it after any crash; a replied or failed group carries none (check
+  constraint);
+* a (tenant, channel, contact) key has at most one OPEN conversation (Q-2);
+* a CLOSED conversation records why it closed, an OPEN one has no reason.
 
 Every write to a conversation, its groups or its messages happens while the
 conversation row is locked (the ``services`` package), so two processes never act on
@@ -25,17 +28,58 @@ class Conversation(models.Model):
         OPEN = "OPEN"
         CLOSED = "CLOSED"
 
+    class CloseReason(models.TextChoices):
+        MANUAL = "manual"  # CLOSE_CONVERSATION, or an operator
+        IDLE = "idle"  # the tenant's idle_close_after (T-1)
+        SCHEDULED = "scheduled"  # the tenant's daily_close_at (T-1)
+
     id = models.UUIDField(primary_key=True)
     status = models.CharField(max_length=6, choices=Status.choices, default=Status.OPEN)
+    tenant = models.ForeignKey(
+        "tenants.Tenant", on_delete=models.PROTECT, related_name="conversations"
+    )
+    # The seed envelope's key (Q-2), with the tenant; null for seed 000
+    # conversations. Text columns here are null, not "", where the API shows
+    # null and where "no value" must stay out of a constraint.
+    channel_uuid = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
+    contact_urn = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
     # Server times (R-1). updated_at moves on every new message and on close.
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
     closed_at = models.DateTimeField(null=True, blank=True)
+    close_reason = models.CharField(  # noqa: DJ001
+        max_length=9, choices=CloseReason.choices, null=True, blank=True
+    )
+    # The latest survey scores (Q-3), null until one is recorded.
+    csat = models.PositiveSmallIntegerField(null=True, blank=True)
+    nps = models.PositiveSmallIntegerField(null=True, blank=True)
+    # The transcript in the object store (T-5), once written.
+    archived_at = models.DateTimeField(null=True, blank=True)
+    transcript_sha256 = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001
 
     class Meta:
         constraints = [
             models.CheckConstraint(
                 condition=Q(status__in=["OPEN", "CLOSED"]), name="conversation_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(status="OPEN", close_reason__isnull=True)
+                | Q(status="CLOSED", close_reason__in=["manual", "idle", "scheduled"]),
+                name="conversation_close_reason_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(csat__isnull=True) | Q(csat__gte=1, csat__lte=5),
+                name="conversation_csat_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(nps__isnull=True) | Q(nps__lte=10), name="conversation_nps_range"
+            ),
+            # Q-2: the seed envelope's events find "the OPEN conversation" of a key;
+            # under concurrent events the second insert is a unique violation.
+            models.UniqueConstraint(
+                fields=["tenant", "channel_uuid", "contact_urn"],
+                condition=Q(status="OPEN", channel_uuid__isnull=False),
+                name="conversation_one_open_per_contact",
             ),
         ]
         indexes = [
@@ -56,12 +100,15 @@ class MessageGroup(models.Model):
              when a runner may (next) try: now, or the end of the current
              runner's lease.
     REPLIED  its OUTBOUND message exists; ``reply_due_at`` is null.
+    FAILED   the writer failed ``REPLY_MAX_ATTEMPTS`` times (G-8); ``last_error``
+             says why and ``reply_due_at`` is null until an operator retries it.
     """
 
     class Status(models.TextChoices):
         OPEN = "OPEN"
         CLOSED = "CLOSED"
         REPLIED = "REPLIED"
+        FAILED = "FAILED"
 
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="groups")
     status = models.CharField(max_length=7, choices=Status.choices, default=Status.OPEN)
@@ -71,11 +118,15 @@ class MessageGroup(models.Model):
     closed_at = models.DateTimeField(null=True, blank=True)
     replied_at = models.DateTimeField(null=True, blank=True)
     reply_attempts = models.PositiveIntegerField(default=0)
+    # The writer's latest failure (G-8), kept after a later success too.
+    last_error = models.TextField(null=True, blank=True)  # noqa: DJ001
+    failed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
             models.CheckConstraint(
-                condition=Q(status__in=["OPEN", "CLOSED", "REPLIED"]), name="group_status_valid"
+                condition=Q(status__in=["OPEN", "CLOSED", "REPLIED", "FAILED"]),
+                name="group_status_valid",
             ),
             models.UniqueConstraint(
                 fields=["conversation"],
@@ -84,9 +135,9 @@ class MessageGroup(models.Model):
             ),
             # Anything that still owes a reply is findable by the sweeper.
             models.CheckConstraint(
-                condition=Q(status="REPLIED", reply_due_at__isnull=True)
-                | (~Q(status="REPLIED") & Q(reply_due_at__isnull=False)),
-                name="group_due_unless_replied",
+                condition=Q(status__in=["REPLIED", "FAILED"], reply_due_at__isnull=True)
+                | (Q(status__in=["OPEN", "CLOSED"]) & Q(reply_due_at__isnull=False)),
+                name="group_due_unless_settled",
             ),
         ]
         indexes = [
@@ -116,6 +167,9 @@ class Message(models.Model):
     content = models.TextField()
     # The event's own timestamp (W-7); for a reply, the time it was written.
     timestamp = models.DateTimeField()
+    # The id the producer gave when it was not a UUID (Q-2); ``id`` is then
+    # uuid5(tenant, external_id), so a redelivery maps to the same row.
+    external_id = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
     # Server arrival time: every window runs on this, never on ``timestamp``.
     received_at = models.DateTimeField(default=timezone.now)
     # INBOUND: the group it belongs to.
@@ -127,7 +181,8 @@ class Message(models.Model):
         related_name="messages",
     )
     # OUTBOUND: the group it answers. One-to-one, so a second reply to the same
-    # group is a unique violation (G-3).
+    # group is a unique violation (G-3). Null for an OUTBOUND message written
+    # by someone else (the seed's message.sent, Q-2): never a reply.
     reply_to = models.OneToOneField(
         MessageGroup,
         on_delete=models.PROTECT,
@@ -140,7 +195,7 @@ class Message(models.Model):
         constraints = [
             models.CheckConstraint(
                 condition=Q(type="INBOUND", group__isnull=False, reply_to__isnull=True)
-                | Q(type="OUTBOUND", group__isnull=True, reply_to__isnull=False),
+                | Q(type="OUTBOUND", group__isnull=True),
                 name="message_type_links_valid",
             ),
         ]

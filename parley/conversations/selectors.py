@@ -15,7 +15,7 @@ MESSAGE_ORDER = ("timestamp", "received_at", "id")
 def conversation_with_messages(*, conversation_id: UUID) -> Conversation | None:
     """The conversation and its messages in display order, in two queries."""
     messages = Message.objects.order_by(*MESSAGE_ORDER).only(
-        "id", "conversation_id", "type", "content", "timestamp"
+        "id", "conversation_id", "type", "content", "timestamp", "external_id"
     )
     return (
         Conversation.objects.prefetch_related(Prefetch("messages", queryset=messages))

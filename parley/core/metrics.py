@@ -15,6 +15,7 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
     multiprocess,
@@ -59,6 +60,17 @@ TASK_FAILURES = Counter(
     "parley_task_failures_total",
     "Celery task runs that raised.",
     ["task"],
+)
+
+LIVE_WAITERS = Gauge(
+    "parley_live_waiters",
+    "Requests of the live process waiting on a channel right now (long polls, streams).",
+    ["channel"],
+    multiprocess_mode="livesum",
+)
+LIVE_BELL_RECONNECTS = Counter(
+    "parley_live_bell_reconnects_total",
+    "Times the live process lost its LISTEN connection and connected again.",
 )
 
 

@@ -70,6 +70,7 @@ class Stack:
     env: dict[str, str]
     workdir: Path
     port: int
+    live_port: int = 0
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     # Monotonic times at which the supervisor restarted a crashed worker.
     worker_restarts: list[float] = field(default_factory=list)
@@ -79,6 +80,10 @@ class Stack:
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def live_url(self) -> str:
+        return f"http://127.0.0.1:{self.live_port}"
 
     # --- processes ---------------------------------------------------------
 
@@ -105,6 +110,21 @@ class Stack:
         # than the short test windows.
         for _ in range(4 * int(self.env.get("WEB_CONCURRENCY", "4"))):
             self.get("/readyz")
+
+    def start_live(self) -> None:
+        """The live process (uvicorn), as ``make run`` starts it."""
+        self.live_port = self.live_port or free_port()
+        self.env["LIVE_PORT"] = str(self.live_port)
+        self._spawn("live", [sys.executable, "-m", "config.live"])
+
+        def ready() -> bool:
+            try:
+                with urllib.request.urlopen(f"{self.live_url}/readyz", timeout=2) as reply:
+                    return bool(reply.status == 200)
+            except OSError:
+                return False
+
+        self._wait(ready, "live process", 30)
 
     def start_worker(self) -> None:
         log = self.workdir / "worker.log"
@@ -286,8 +306,10 @@ def _start_stack(
     *,
     window: float | None,
     tolerance: float | None,
+    live: bool = False,
     **extra: str,
 ) -> Stack:
+    """Worker, scheduler and web; with ``live``, the live process too."""
     workdir = tmp_path_factory.mktemp("stack")
     env = stack_env(workdir, window=window, tolerance=tolerance, **extra)
     if env["CELERY_BROKER_URL"].startswith("redis"):
@@ -298,6 +320,8 @@ def _start_stack(
         stack.start_worker()
         stack.start_scheduler()
         stack.start_web()
+        if live:
+            stack.start_live()
     except TimeoutError:
         stack.stop()
         print(stack.logs())

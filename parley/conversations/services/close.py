@@ -9,6 +9,7 @@ from django.db import transaction
 from django.utils import timezone
 from structlog.contextvars import bind_contextvars
 
+from parley.conversations import events
 from parley.conversations.models import Conversation, MessageGroup
 from parley.conversations.services.groups import group_close, schedule_reply
 from parley.core.errors import (
@@ -19,13 +20,18 @@ from parley.core.errors import (
 log = structlog.get_logger(__name__)
 
 
-def conversation_close(*, conversation_id: UUID) -> Conversation:
-    """CLOSE_CONVERSATION (W-6). A group still open is answered at once (G-5)."""
+def conversation_close(
+    *, conversation_id: UUID, reason: str = Conversation.CloseReason.MANUAL
+) -> Conversation:
+    """CLOSE_CONVERSATION (W-6), or an automatic close (T-1) with its ``reason``.
+
+    A group still open is answered at once (G-5).
+    """
     bind_contextvars(conversation_id=str(conversation_id))
     with transaction.atomic():
         now = timezone.now()
         closed = Conversation.objects.filter(pk=conversation_id, status="OPEN").update(
-            status="CLOSED", closed_at=now, updated_at=now
+            status="CLOSED", closed_at=now, updated_at=now, close_reason=reason
         )
         if not closed:
             if Conversation.objects.filter(pk=conversation_id).exists():
@@ -39,4 +45,10 @@ def conversation_close(*, conversation_id: UUID) -> Conversation:
             # G-5: answered at once, not at the next sweep.
             schedule_reply(group.pk)
         conversation = Conversation.objects.get(pk=conversation_id)
+        events.conversation_closed(
+            conversation_id=conversation_id,
+            tenant_id=conversation.tenant_id,
+            reason=reason,
+            closed_at=now,
+        )
     return conversation

@@ -14,11 +14,12 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from structlog.contextvars import bind_contextvars
 
-from parley.conversations import rules
+from parley.conversations import events, rules
 from parley.conversations.models import BufferedMessage, Conversation, Message, MessageGroup
 from parley.conversations.services._common import (
     conversation_field,
     database_functions,
+    select_rows,
 )
 from parley.conversations.services.groups import group_for_arrival
 from parley.core import metrics, sql
@@ -29,6 +30,7 @@ from parley.core.errors import (
     ConversationExists,
     MessageIdConflict,
 )
+from parley.tenants.services import tenant_ensure
 
 log = structlog.get_logger(__name__)
 
@@ -85,8 +87,9 @@ def _ingest_in_python(
 ) -> Ingested:
     with transaction.atomic():
         now = timezone.now()
-        if _lock_open_conversation(conversation_id, message_id, now):
-            _append_inbound(message_id, conversation_id, content, timestamp, now)
+        tenant_id = _lock_open_conversation(conversation_id, message_id, now)
+        if tenant_id is not None:
+            _append_inbound(message_id, conversation_id, tenant_id, content, timestamp, now)
             return Ingested(message_id, conversation_id, "queued")
         return _ingest_slow_path(message_id, conversation_id, content, timestamp, now)
 
@@ -127,6 +130,7 @@ _LOCK_OPEN_CONVERSATION = f"""
     UPDATE {Conversation._meta.db_table} SET updated_at = %s
     WHERE id = %s AND status = 'OPEN'
       AND NOT EXISTS (SELECT 1 FROM {BufferedMessage._meta.db_table} WHERE id = %s)
+    RETURNING tenant_id
 """  # noqa: S608  (table names from the models)
 _SELECT_OPEN_GROUP = f"""
     SELECT * FROM {MessageGroup._meta.db_table} WHERE conversation_id = %s AND status = 'OPEN'
@@ -136,22 +140,26 @@ _EXTEND_GROUP = f"""
 """  # noqa: S608
 
 
-def _lock_open_conversation(conversation_id: UUID, message_id: UUID, now: datetime) -> bool:
+def _lock_open_conversation(conversation_id: UUID, message_id: UUID, now: datetime) -> UUID | None:
     """Lock the conversation if it is OPEN and the id was never buffered; one round trip.
+
+    Returns its tenant's id, or None when it did not lock (not OPEN, or a
+    buffered id).
 
     The UPDATE takes the row lock that serialises this conversation's writers
     and moves ``updated_at`` (R-1). The NOT EXISTS keeps an id that expired in
     the buffer from slipping in once its conversation exists (B-3).
     """
-    changed = sql.execute(
+    rows = select_rows(
         _LOCK_OPEN_CONVERSATION,
         [
             (conversation_field("updated_at"), now),
             (conversation_field("id"), conversation_id),
             (sql.field(BufferedMessage, "id"), message_id),
         ],
+        [conversation_field("tenant")],
     )
-    return changed == 1
+    return rows[0][0] if rows else None
 
 
 def _ingest_slow_path(
@@ -181,9 +189,10 @@ def _ingest_slow_path(
     if conversation.status == Conversation.Status.CLOSED:
         raise ConversationClosed(f"Conversation {conversation_id} is closed.")
     # The conversation was created while we waited for its lock.
-    if not _lock_open_conversation(conversation_id, message_id, now):
+    tenant_id = _lock_open_conversation(conversation_id, message_id, now)
+    if tenant_id is None:
         raise ConversationClosed(f"Conversation {conversation_id} is closed.")
-    _append_inbound(message_id, conversation_id, content, timestamp, now)
+    _append_inbound(message_id, conversation_id, tenant_id, content, timestamp, now)
     return Ingested(message_id, conversation_id, "queued")
 
 
@@ -222,15 +231,25 @@ def _replay_of(
 def _append_inbound(
     message_id: UUID,
     conversation_id: UUID,
+    tenant_id: UUID,
     content: str,
     timestamp: datetime,
     now: datetime,
     *,
     arrival: datetime | None = None,
 ) -> None:
-    """Insert an INBOUND message into its group. Caller holds the conversation lock."""
+    """Insert an INBOUND message into its group, and its outbox event. Caller holds the lock."""
     arrival = arrival or now
     group = group_for_arrival(conversation_id, arrival=arrival, now=now)
+    events.message_received(
+        message_id=message_id,
+        conversation_id=conversation_id,
+        tenant_id=tenant_id,
+        group_id=group.pk,
+        reply_due_at=group.reply_due_at,
+        timestamp=timestamp,
+        received_at=arrival,
+    )
     sql.insert(
         Message,
         {
@@ -245,29 +264,39 @@ def _append_inbound(
     )
 
 
-def conversation_open(*, conversation_id: UUID) -> Conversation:
+def conversation_open(*, conversation_id: UUID, tenant_id: UUID | None = None) -> Conversation:
     """NEW_CONVERSATION (W-4): create it and adopt the messages buffered for it (B-2).
 
     Buffered messages that arrived at most the tolerance ago join at once, in
     arrival order, grouped by their own arrival times; older ones expire (B-3).
+    The conversation belongs to ``tenant_id`` (created with the defaults when
+    unknown) or to the default tenant (Q-1).
     """
     bind_contextvars(conversation_id=str(conversation_id))
     try:
         with transaction.atomic():
             now = timezone.now()
+            tenant_id = tenant_ensure(tenant_id=tenant_id)
             conversation_id_lock(conversation_id)
             if Conversation.objects.filter(pk=conversation_id).exists():
                 raise ConversationExists(f"Conversation {conversation_id} already exists.")
             conversation = Conversation.objects.create(
-                id=conversation_id, status="OPEN", created_at=now, updated_at=now
+                id=conversation_id,
+                tenant_id=tenant_id,
+                status="OPEN",
+                created_at=now,
+                updated_at=now,
             )
-            _adopt_orphans(conversation_id, now)
+            events.conversation_opened(
+                conversation_id=conversation_id, tenant_id=tenant_id, occurred_at=now
+            )
+            _adopt_orphans(conversation_id, tenant_id, now)
     except IntegrityError as exc:  # the id's lock makes this unreachable; kept as the last word
         raise ConversationExists(f"Conversation {conversation_id} already exists.") from exc
     return conversation
 
 
-def _adopt_orphans(conversation_id: UUID, now: datetime) -> None:
+def _adopt_orphans(conversation_id: UUID, tenant_id: UUID, now: datetime) -> None:
     orphans = list(
         BufferedMessage.objects.select_for_update()
         .filter(conversation_id=conversation_id, status=BufferedMessage.Status.BUFFERED)
@@ -280,6 +309,7 @@ def _adopt_orphans(conversation_id: UUID, now: datetime) -> None:
             _append_inbound(
                 orphan.id,
                 conversation_id,
+                tenant_id,
                 orphan.content,
                 orphan.timestamp,
                 now,

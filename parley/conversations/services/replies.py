@@ -13,6 +13,7 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from parley.conversations import events
 from parley.conversations.models import Message, MessageGroup
 from parley.conversations.replies import InboundMessage, ReplyRequest, get_reply_writer
 from parley.conversations.services._common import (
@@ -114,6 +115,7 @@ _GROUP_MESSAGES = f"""
 _LOCK_CONVERSATION_OF_GROUP = f"""
     UPDATE {CONVERSATION_TABLE} SET updated_at = %s
     WHERE id = (SELECT conversation_id FROM {GROUP_TABLE} WHERE id = %s)
+    RETURNING tenant_id
 """  # noqa: S608
 _MARK_REPLIED = f"""
     UPDATE {GROUP_TABLE} SET status = 'REPLIED', replied_at = %s, reply_due_at = NULL
@@ -215,9 +217,10 @@ def _group_record_reply(
         with transaction.atomic():
             now = timezone.now()
             # The lock; the same UPDATE moves the conversation's updated_at (R-1).
-            locked = sql.execute(
+            locked = select_rows(
                 _LOCK_CONVERSATION_OF_GROUP,
                 [(conversation_field("updated_at"), now), (group_field("id"), group_id)],
+                [conversation_field("tenant")],
             )
             if not locked:  # no such group
                 return ReplyResult(ReplyOutcome.DONE)
@@ -244,6 +247,13 @@ def _group_record_reply(
                     "received_at": now,
                     "reply_to": group_id,
                 },
+            )
+            events.reply_sent(
+                message_id=reply_id,
+                conversation_id=conversation_id,
+                tenant_id=locked[0][0],
+                group_id=group_id,
+                sent_at=now,
             )
     except IntegrityError:
         return ReplyResult(ReplyOutcome.DONE)

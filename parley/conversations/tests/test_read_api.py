@@ -38,7 +38,26 @@ def test_body_has_the_exact_shape_and_order(client: Any, post_event: Any) -> Non
     assert response.status_code == 200
     assert response["Content-Type"] == "application/json"
     body = response.json()
-    assert set(body) == {"id", "status", "created_at", "updated_at", "messages"}
+    # R-1's five fields first, then T-3's additions, in this order.
+    assert list(body) == [
+        "id",
+        "status",
+        "created_at",
+        "updated_at",
+        "messages",
+        "tenant_id",
+        "channel_uuid",
+        "contact_urn",
+        "closed_at",
+        "close_reason",
+        "csat",
+        "nps",
+        "archived_at",
+        "transcript_sha256",
+    ]
+    assert body["tenant_id"] == "00000000-0000-0000-0000-000000000000"  # the default tenant
+    assert body["close_reason"] is None
+    assert body["csat"] is None
     assert body["id"] == str(conversation_id)
     assert body["status"] == "OPEN"
     assert body["created_at"] == "2026-03-01T09:00:00Z"
