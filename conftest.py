@@ -110,7 +110,7 @@ class Bucket:
     endpoint_url: str
     client: Any
 
-    def keys(self, prefix: str = "") -> list[str]:
+    def names(self, prefix: str = "") -> list[str]:
         pages = self.client.get_paginator("list_objects_v2").paginate(
             Bucket=self.name, Prefix=prefix
         )
@@ -159,7 +159,7 @@ class ObjectStoreUnderTest:
     """The configured object store of a test, and a way to list and read it directly."""
 
     kind: str  # "folder" or "bucket"
-    keys: Callable[[], list[str]]
+    names: Callable[[], list[str]]
     read: Callable[[str], bytes]
     bucket: Bucket | None = None
 
@@ -186,7 +186,7 @@ def objects(request: pytest.FixtureRequest, settings: Any, tmp_path: Path) -> Ob
     settings.STORAGES = {**settings.STORAGES, "objects": s3.storage(prefix="lake/parley")}
 
     def bucket_keys() -> list[str]:
-        found = s3.keys()
+        found = s3.names()
         assert all(key.startswith("lake/parley/") for key in found), found
         return [key.removeprefix("lake/parley/") for key in found]
 

@@ -26,7 +26,7 @@ def test_put_creates_and_replaces_an_object_whole(objects: ObjectStoreUnderTest)
     store.put("analytics/type=a/dt=2026-03-08/1_2.jsonl", b"first\n")
     store.put("analytics/type=a/dt=2026-03-08/1_2.jsonl", b"second\n")
 
-    assert objects.keys() == ["analytics/type=a/dt=2026-03-08/1_2.jsonl"]
+    assert objects.names() == ["analytics/type=a/dt=2026-03-08/1_2.jsonl"]
     assert objects.read("analytics/type=a/dt=2026-03-08/1_2.jsonl") == b"second\n"
     assert store.get("analytics/type=a/dt=2026-03-08/1_2.jsonl") == b"second\n"
 
@@ -37,7 +37,7 @@ def test_put_new_creates_once_and_keeps_the_first_bytes(objects: ObjectStoreUnde
     assert store.put_new("transcripts/t/c.json", b"one") is True
     assert store.put_new("transcripts/t/c.json", b"two") is False
 
-    assert objects.keys() == ["transcripts/t/c.json"]
+    assert objects.names() == ["transcripts/t/c.json"]
     assert objects.read("transcripts/t/c.json") == b"one"
 
 
@@ -59,7 +59,7 @@ def test_put_new_from_many_threads_at_once_creates_one_object(
         thread.join()
 
     assert sorted(results) == [False] * 7 + [True]
-    assert objects.keys() == ["transcripts/race.json"]
+    assert objects.names() == ["transcripts/race.json"]
     assert objects.read("transcripts/race.json").startswith(b"writer ")
 
 
@@ -174,7 +174,7 @@ def test_an_s3_url_and_the_standard_aws_variables_reach_the_bucket(
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == BucketStorage.__name__
-    assert bucket.keys() == ["lake/parley/analytics/type=t/dt=2026-01-01/1_1.jsonl"]
+    assert bucket.names() == ["lake/parley/analytics/type=t/dt=2026-01-01/1_1.jsonl"]
     assert not (tmp_path / "objects").exists()
 
 
