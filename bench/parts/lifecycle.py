@@ -13,7 +13,10 @@
    Each segment meters the CPU of the web workers and of PostgreSQL, so each
    piece's cost per message is measured directly as well as in throughput.
 3. Between segments the replies drain, as in the core part.
-4. The exporter: ``analytics_export()`` in a fresh process over everything
+4. The same variants in process (``services.message_ingest`` in a loop,
+   blocks interleaved): the CPU of the Python process and of its PostgreSQL
+   backend per message, which the machine's other work hardly moves.
+5. The exporter: ``analytics_export()`` in a fresh process over everything
    the outbox now holds, to the folder and then (when moto is installed) to
    an S3 bucket on moto's server: events per second, process start excluded.
 """
@@ -95,6 +98,7 @@ def run(cfg: config.BenchConfig, logs: Path) -> dict[str, Any]:
         try:
             canary(stack, conn, timeout=cfg.window_s + 30)
             saturation = _saturation(cfg, stack, conn)
+            direct = _direct(stack, logs)
             exporter = _exporter(stack, conn, logs)
         finally:
             conn.execute(_APPEND_AS_SHIPPED)
@@ -102,6 +106,7 @@ def run(cfg: config.BenchConfig, logs: Path) -> dict[str, Any]:
     log("stack stopped")
     result = {
         **saturation,
+        "direct": direct,
         **exporter,
         "machine": machine(),
         "git_commit": git_commit(),
@@ -237,6 +242,98 @@ def _saturation(cfg: config.BenchConfig, stack: Stack, conn: audit.Conn) -> dict
     }
 
 
+# In a fresh process with the stack's environment: NEW_MESSAGE through the
+# service in a loop, in blocks that alternate the variants, timing this
+# process's CPU and its PostgreSQL backend's. CPU time, not throughput, so
+# other work on the machine matters little.
+_DIRECT_SCRIPT = """
+import json, sys, time, uuid, django
+django.setup()
+import psutil
+from django.db import connection
+from django.utils import timezone
+from parley.conversations import services
+variants = json.loads(sys.argv[1])
+rounds, block = int(sys.argv[2]), int(sys.argv[3])
+pool = [uuid.uuid4() for _ in range(500)]
+for conversation_id in pool:
+    services.conversation_open(conversation_id=conversation_id)
+with connection.cursor() as cursor:
+    cursor.execute("SELECT pg_backend_pid()")
+    backend = psutil.Process(cursor.fetchone()[0])
+def cpu(process):
+    times = process.cpu_times()
+    return times.user + times.system
+def ingest(n):
+    for i in range(n):
+        services.message_ingest(message_id=uuid.uuid4(), conversation_id=pool[i % len(pool)],
+                                content="Is the flat near the station still free?",
+                                timestamp=timezone.now())
+ingest(block)  # warm: prepared statements, caches
+me, names, out = psutil.Process(), list(variants), {name: [] for name in variants}
+for r in range(rounds):
+    for name in names[r % len(names):] + names[:r % len(names)]:
+        before, after = variants[name]
+        with connection.cursor() as cursor:
+            for statement in before:
+                cursor.execute(statement)
+        py, pg = cpu(me), cpu(backend)
+        ingest(block)
+        out[name].append({"python": 1000 * (cpu(me) - py) / block,
+                          "postgres": 1000 * (cpu(backend) - pg) / block})
+        with connection.cursor() as cursor:
+            for statement in after:
+                cursor.execute(statement)
+print(json.dumps(out))
+"""
+DIRECT_ROUNDS, DIRECT_BLOCK = 9, 1000
+
+
+def _direct(stack: Stack, logs: Path) -> dict[str, Any]:
+    log(f"direct: NEW_MESSAGE in process, {DIRECT_ROUNDS} rounds of {DIRECT_BLOCK} per variant")
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _DIRECT_SCRIPT,
+            json.dumps(VARIANTS),
+            str(DIRECT_ROUNDS),
+            str(DIRECT_BLOCK),
+        ],
+        cwd=config.ROOT,
+        env={**stack.env, "DJANGO_SETTINGS_MODULE": "config.settings", "LOG_LEVEL": "WARNING"},
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    (logs / "direct.log").write_text(done.stdout + done.stderr)
+    if done.returncode != 0:
+        raise BenchError(f"the in-process measurement failed; see {logs / 'direct.log'}")
+    samples = json.loads(done.stdout.strip().splitlines()[-1])
+    per_message = {
+        name: {
+            side: report.rnd(report.median([s[side] for s in runs]), 4)
+            for side in ("python", "postgres")
+        }
+        for name, runs in samples.items()
+    }
+
+    def cost(of: str) -> dict[str, float | None]:
+        return {
+            side: report.rnd((per_message["shipped"][side] or 0) - (per_message[of][side] or 0), 4)
+            for side in ("python", "postgres")
+        }
+
+    return {
+        "cpu_ms_per_message": per_message,
+        "outbox_cpu_ms_per_message": cost("no_outbox"),
+        "index_cpu_ms_per_message": cost("no_index"),
+        "rounds": DIRECT_ROUNDS,
+        "block": DIRECT_BLOCK,
+    }
+
+
 def _exporter(stack: Stack, conn: audit.Conn, logs: Path) -> dict[str, Any]:
     result: dict[str, Any] = {}
     # Enough events for a steady figure: the run's own, copied (a day later,
@@ -362,6 +459,13 @@ def table(result: dict[str, Any]) -> str:
         )
         lines.append(
             f"{'  CPU per message, web / PostgreSQL (ms)':<66} {cpu['web']:>9} {cpu['postgres']:>6}"
+        )
+    direct = result["direct"]
+    for key, label in (("outbox", "the outbox"), ("index", "the activity index")):
+        ms = direct[f"{key}_cpu_ms_per_message"]
+        lines.append(
+            f"{label + ': CPU per message in process, Python / PostgreSQL (ms)':<66} "
+            f"{ms['python']:>9} {ms['postgres']:>6}"
         )
     lines += [
         f"{'the outbox: throughput cost (%)':<66} {result['outbox_throughput_cost_pct']:>16}",

@@ -9,7 +9,6 @@ version on a versioned bucket) and recorded once.
 from __future__ import annotations
 
 import hashlib
-import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -23,6 +22,7 @@ from django.db import connection
 from conftest import Bucket
 from parley.conversations import services as conversation_services
 from parley.conversations.models import Conversation
+from parley.conversations.tests import test_races as conversation_races
 from parley.lifecycle import services
 from parley.lifecycle.models import ScheduledClose
 from parley.lifecycle.services import closes
@@ -41,26 +41,9 @@ def _postgresql_only() -> None:
 
 
 def race(*calls: Callable[[], Any], moment: datetime) -> list[Any]:
-    """Run the calls in threads released together, at ``moment``; results or exceptions."""
-    barrier = threading.Barrier(len(calls))
-    results: list[Any] = [None] * len(calls)
-
-    def run(index: int, call: Callable[[], Any]) -> None:
-        try:
-            barrier.wait()
-            results[index] = call()
-        except Exception as exc:  # reported to the test
-            results[index] = exc
-        finally:
-            connection.close()
-
+    """The conversations tests' race, on a clock that starts at ``moment`` and runs."""
     with time_machine.travel(moment, tick=True):
-        threads = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(calls)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-    return results
+        return conversation_races.race(*calls)
 
 
 def closes_of(conversation_ids: list[uuid.UUID]) -> Counter[str]:
