@@ -51,6 +51,28 @@ def append(count: int, *, start: datetime = T0, step: timedelta = timedelta(seco
                 subject=str(uuid.UUID(int=n)),
                 data={"n": n},
             )
+    horizon_passed()
+
+
+def horizon_passed() -> None:
+    """Wait until readers may see every event appended so far.
+
+    Readers take only events older than every write transaction running on
+    the server, in any database (``parley.outbox.models``); on a server shared
+    with other work, a transaction elsewhere can hold them back for a while.
+    """
+    if connection.vendor != "postgresql":
+        return
+    deadline = time.monotonic() + 60
+    with connection.cursor() as cursor:
+        while True:
+            cursor.execute(
+                "SELECT COALESCE(MAX(txid), 0)"
+                " < pg_snapshot_xmin(pg_current_snapshot())::text::bigint FROM outbox_outboxevent"
+            )
+            if cursor.fetchone()[0] or time.monotonic() > deadline:
+                return
+            time.sleep(0.1)
 
 
 def exported(objects: ObjectStoreUnderTest) -> Counter[str]:
@@ -73,6 +95,7 @@ def test_each_event_is_exported_once_in_the_object_of_its_type_and_utc_day(
     append(4, start=T0 + timedelta(minutes=1))  # 00:00:00 .. on 9 March
     with transaction.atomic():
         event_append(type="console.only", occurred_at=T0, tenant_id=TENANT, subject="x", data={})
+    horizon_passed()
 
     report = services.analytics_export()
 
