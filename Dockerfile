@@ -39,12 +39,13 @@ COPY . .
 # a throwaway one exists only in this command's environment, and the settings'
 # scratch folder goes to /tmp and is removed. Only var/ (SQLite and the
 # filesystem broker when no DATABASE_URL/REDIS_URL is set) and the metrics
-# folder are writable by the app user.
+# folder are writable by the app user; var/objects/ is the object store's
+# default folder (a named volume in compose, which takes this ownership).
 RUN SECRET_KEY=build-only PARLEY_VAR_DIR=/tmp/parley-build \
         python manage.py collectstatic --noinput \
     && rm -rf /tmp/parley-build \
-    && mkdir -p /app/var /run/parley-metrics \
-    && chown parley:parley /app/var /run/parley-metrics
+    && mkdir -p /app/var/objects /run/parley-metrics \
+    && chown parley:parley /app/var /app/var/objects /run/parley-metrics
 
 # Set after collectstatic so that the build leaves no metric files behind.
 # Processes sharing this folder report together at /metrics; the web role

@@ -52,6 +52,8 @@ INSTALLED_APPS = [
     "parley.tenants",
     "parley.outbox",
     "parley.conversations",
+    "parley.lifecycle",
+    "parley.analytics",
 ]
 
 MIDDLEWARE = [
@@ -278,6 +280,67 @@ CELERY_BEAT_SCHEDULE = {
         # A tick that waited in the queue for a second is stale: a later one
         # does the same work.
         "options": {"expires": max(1.0, 4 * SWEEP_INTERVAL.total_seconds())},
+    },
+}
+
+# --- Lifecycle, analytics and the object store (SPEC T-1 to T-6) -------------------
+# The scheduler runs the lifecycle tick (idle and daily closes) and the archive
+# this often, in UTC; T-2 asks for 30 s or less.
+LIFECYCLE_INTERVAL = timedelta(seconds=env.float("LIFECYCLE_INTERVAL_SECONDS", default=10.0))
+if not 0 < LIFECYCLE_INTERVAL.total_seconds() <= 30:
+    raise ImproperlyConfigured("LIFECYCLE_INTERVAL_SECONDS must be above 0 and at most 30 (T-2).")
+# Conversations a close or archive step takes at a time; a tick goes on until
+# none is left or its time is up, and the next tick carries on.
+LIFECYCLE_BATCH_SIZE = env.int("LIFECYCLE_BATCH_SIZE", default=100)
+# T-4: how often the exporter writes new outbox events to the object store, and
+# how many events at most go into one batch (one file per type and UTC day).
+ANALYTICS_EXPORT_INTERVAL = timedelta(seconds=env.float("ANALYTICS_EXPORT_SECONDS", default=60.0))
+ANALYTICS_EXPORT_BATCH_SIZE = env.int("ANALYTICS_EXPORT_BATCH_SIZE", default=10_000)
+# T-6: empty for the folder var/objects/, file:///path for another folder, or
+# s3://bucket/prefix for any S3-compatible bucket. boto3 reads the standard
+# AWS_* variables itself (credentials, AWS_DEFAULT_REGION, AWS_ENDPOINT_URL).
+OBJECT_STORE_URL = env.str("OBJECT_STORE_URL", default="")
+_objects = urlsplit(OBJECT_STORE_URL)
+if not OBJECT_STORE_URL:
+    _objects_storage: dict[str, object] = {
+        "BACKEND": "parley.core.objectstore.FolderStorage",
+        "OPTIONS": {"location": str(VAR_DIR / "objects")},
+    }
+elif _objects.scheme == "file" and _objects.path.startswith("/") and not _objects.netloc:
+    _objects_storage = {
+        "BACKEND": "parley.core.objectstore.FolderStorage",
+        "OPTIONS": {"location": _objects.path},
+    }
+elif _objects.scheme == "s3" and _objects.netloc:
+    _objects_storage = {
+        "BACKEND": "parley.core.objectstore.BucketStorage",
+        "OPTIONS": {"bucket_name": _objects.netloc, "location": _objects.path.strip("/")},
+    }
+else:
+    raise ImproperlyConfigured(
+        f"OBJECT_STORE_URL={OBJECT_STORE_URL!r}: expected s3://bucket/prefix or file:///path."
+    )
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    "objects": _objects_storage,
+}
+CELERY_BEAT_SCHEDULE |= {
+    # A tick that waited a whole interval in the queue is stale: the next does the same.
+    "lifecycle-tick": {
+        "task": "parley.lifecycle.tasks.tick",
+        "schedule": LIFECYCLE_INTERVAL,
+        "options": {"expires": LIFECYCLE_INTERVAL.total_seconds()},
+    },
+    "lifecycle-archive": {
+        "task": "parley.lifecycle.tasks.archive",
+        "schedule": LIFECYCLE_INTERVAL,
+        "options": {"expires": LIFECYCLE_INTERVAL.total_seconds()},
+    },
+    "analytics-export": {
+        "task": "parley.analytics.tasks.export",
+        "schedule": ANALYTICS_EXPORT_INTERVAL,
+        "options": {"expires": ANALYTICS_EXPORT_INTERVAL.total_seconds()},
     },
 }
 

@@ -186,6 +186,17 @@ def test_web_and_worker_share_the_metrics_folder(compose: dict[str, Any]) -> Non
     assert mounts["web"] == mounts["worker"]
 
 
+def test_the_worker_keeps_the_default_object_store_on_a_named_volume(
+    compose: dict[str, Any],
+) -> None:
+    """Transcripts and analytics files (T-6) outlive the container when no bucket is set."""
+    worker = compose["services"]["worker"]
+    mounts = dict(v.split(":")[::-1] for v in worker["volumes"])
+    assert mounts.get("/app/var/objects") in compose["volumes"]
+    runs = " ".join(args for keyword, args in final_stage() if keyword == "RUN")
+    assert "/app/var/objects" in runs.split("chown parley:parley", 1)[1]
+
+
 def test_compose_holds_no_literal_secret(compose: dict[str, Any]) -> None:
     """Secrets come from ${...} interpolation (.env or the shell), never from the file."""
     for name, service in compose["services"].items():

@@ -18,11 +18,19 @@ class MessageInline(admin.TabularInline):
 
 @admin.register(Conversation)
 class ConversationAdmin(admin.ModelAdmin):
-    list_display = ("id", "status", "created_at", "updated_at", "closed_at")
-    list_filter = ("status",)
+    list_display = ("id", "status", "created_at", "updated_at", "closed_at", "close_reason")
+    list_filter = ("status", "close_reason")
     search_fields = ("id",)
     date_hierarchy = "created_at"
-    readonly_fields = ("id", "created_at", "updated_at", "closed_at")
+    readonly_fields = (
+        "id",
+        "created_at",
+        "updated_at",
+        "closed_at",
+        "close_reason",
+        "archived_at",
+        "transcript_sha256",
+    )
     inlines = [MessageInline]
 
 

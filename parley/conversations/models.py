@@ -85,6 +85,22 @@ class Conversation(models.Model):
         indexes = [
             # Serves the admin's default listing, newest activity first.
             models.Index(fields=["-updated_at"], name="conversation_updated_idx"),
+            # Serves the lifecycle tick (T-1), per tenant with a setting: the idle
+            # sweep's WHERE status = 'OPEN' AND tenant_id = %s AND updated_at <= %s
+            # and a daily close's WHERE status = 'OPEN' AND tenant_id = %s
+            # AND created_at <= %s. Only OPEN conversations are in it.
+            models.Index(
+                fields=["tenant", "updated_at"],
+                condition=Q(status="OPEN"),
+                name="conversation_open_activity_idx",
+            ),
+            # Serves the archive sweep (T-5): WHERE status = 'CLOSED' AND
+            # archived_at IS NULL ORDER BY closed_at. Holds only what awaits it.
+            models.Index(
+                fields=["closed_at"],
+                condition=Q(status="CLOSED", archived_at__isnull=True),
+                name="conversation_unarchived_idx",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -36,6 +36,7 @@ def conversation_id_lock(conversation_id: UUID) -> None:
 # Session-level advisory locks: (class, key) pairs for process-wide singletons.
 _SINGLETON_LOCK_CLASS = 0x50_61_73  # "Pas"
 SWEEPER_LOCK_KEY = 1
+ANALYTICS_EXPORT_LOCK_KEY = 0x41_4E  # "AN"
 
 
 @contextmanager
