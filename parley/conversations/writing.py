@@ -171,21 +171,23 @@ def _with_time_limit(call: Callable[[], T], seconds: float) -> T:
     outer_delay, outer_interval = signal.setitimer(signal.ITIMER_REAL, 0)
     start = time.monotonic()
     deadline = start + seconds
-    outer_deadline = start + outer_delay if outer_delay > 0 else None
+    # The outer alarm's deadline while it is still pending; None once it fired.
+    outer: list[float | None] = [start + outer_delay if outer_delay > 0 else None]
     armed = [True]
 
     def on_alarm(signum: int, frame: Any) -> None:
-        now = time.monotonic()
-        if outer_deadline is not None and now >= outer_deadline - 0.001:
+        outer_deadline = outer[0]
+        if outer_deadline is not None and time.monotonic() >= outer_deadline - 0.001:
+            outer[0] = None
+            signal.setitimer(signal.ITIMER_REAL, max(deadline - time.monotonic(), 0.001))
             if callable(outer_handler):
                 outer_handler(signum, frame)
-            signal.setitimer(signal.ITIMER_REAL, max(deadline - time.monotonic(), 0.001))
             return
         if armed[0]:
             raise WriterTimeout(seconds)
 
     signal.signal(signal.SIGALRM, on_alarm)
-    first = seconds if outer_deadline is None else min(seconds, outer_delay)
+    first = seconds if outer[0] is None else min(seconds, outer_delay)
     signal.setitimer(signal.ITIMER_REAL, max(first, 0.001))
     try:
         return call()
@@ -193,8 +195,8 @@ def _with_time_limit(call: Callable[[], T], seconds: float) -> T:
         armed[0] = False
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, outer_handler)
-        if outer_deadline is not None:
-            remaining = max(outer_deadline - time.monotonic(), 0.001)
+        if outer[0] is not None:
+            remaining = max(outer[0] - time.monotonic(), 0.001)
             signal.setitimer(signal.ITIMER_REAL, remaining, outer_interval)
 
 
@@ -236,9 +238,11 @@ os.register_at_fork(after_in_child=_forget_loop_after_fork)
 _URL = re.compile(r"\b([a-z][a-z0-9+.-]*://)(?:[^\s/@]+@)?([^\s?#]*)(?:\?[^\s#]*)?(#\S*)?", re.I)
 _SECRET_ASSIGNMENT = re.compile(
     r"\b(authorization|proxy-authorization|api[_-]?key|x-api-key|access[_-]?token|token|"
-    r"secret|password|passwd|pwd|bearer|basic|cookie)\b(['\"]?\s*[:=]\s*['\"]?|\s+)[^\s'\",;]+",
+    r"secret|password|passwd|pwd|cookie)\b(['\"]?\s*[:=]\s*['\"]?)"
+    r"(?:(?:bearer|basic|token)\s+)?[^\s'\",;]+",
     re.I,
 )
+_SCHEME_CREDENTIALS = re.compile(r"\b(bearer|basic)(\s+)[^\s'\",;]+", re.I)
 _KEY_LIKE = re.compile(
     r"\b(?:sk|pk|rk|sess|xox[abposr]|ghp|gho|ghs|glpat|hf|AKIA)[-_]?[A-Za-z0-9_\-]{12,}\b"
 )
@@ -259,6 +263,7 @@ def describe_error(exc: BaseException) -> str:
     text = lines[0].strip() if lines else ""
     text = _URL.sub(lambda m: m.group(1) + m.group(2), text)
     text = _SECRET_ASSIGNMENT.sub(lambda m: f"{m.group(1)}{m.group(2)}[redacted]", text)
+    text = _SCHEME_CREDENTIALS.sub(lambda m: f"{m.group(1)}{m.group(2)}[redacted]", text)
     text = _KEY_LIKE.sub("[redacted]", text)
     text = _LONG_TOKEN.sub("[redacted]", text)
     name = type(exc).__name__

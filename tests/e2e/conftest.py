@@ -139,7 +139,7 @@ class Stack:
                 "config",
                 "worker",
                 "--concurrency",
-                "2",
+                self.env.get("WORKER_CONCURRENCY", "2"),
                 "--loglevel",
                 "INFO",
                 "--without-mingle",
