@@ -176,6 +176,8 @@ def test_a_worker_killed_mid_write_answers_the_group_once_after_its_lease(
 
     assert (audit.replies, audit.lost, audit.duplicated) == (1, 0, 0), audit
     group.refresh_from_db()
-    assert group.status == "REPLIED" and group.replied_at is not None
-    assert lease_end is not None and group.replied_at >= lease_end
+    assert group.status == "REPLIED"
+    assert group.replied_at is not None
+    assert lease_end is not None
+    assert group.replied_at >= lease_end
     assert group.reply_attempts == 2

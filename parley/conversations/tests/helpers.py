@@ -1,25 +1,15 @@
-"""Shared steps of the reply tests: a frozen clock, conversations, messages, their groups."""
+"""Shared steps of the reply tests: conversations, messages, their groups."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
-
-import pytest
-import time_machine
 
 from parley.conversations import services
 from parley.conversations.models import Message, MessageGroup
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 EVENT_TIME = datetime(2025, 6, 4, 14, 20, 5, tzinfo=UTC)
-
-
-@pytest.fixture
-def clock() -> Iterator[time_machine.Traveller]:
-    with time_machine.travel(T0, tick=False) as traveller:
-        yield traveller
 
 
 def open_conversation() -> uuid.UUID:

@@ -19,7 +19,6 @@ from parley.conversations.services.context import reply_requests
 from parley.conversations.tests import writers
 from parley.conversations.tests.helpers import (
     EVENT_TIME,
-    clock,  # noqa: F401  (a fixture)
     groups_of,
     ingest,
     open_conversation,
@@ -119,5 +118,5 @@ def test_an_agents_message_is_history_and_order_follows_the_event_timestamps(
     services.replies_run(budget=30)
 
     [request] = writers.received
-    assert [m.content for m in request.history][0] == agent.content
-    assert [m.content for m in request.history][1] == "question"
+    first, second, *_ = [m.content for m in request.history]
+    assert (first, second) == (agent.content, "question")

@@ -23,7 +23,6 @@ from parley.conversations.services import replies as reply_path
 from parley.conversations.tests import writers
 from parley.conversations.tests.helpers import (
     T0,
-    clock,  # noqa: F401  (a fixture)
     groups_of,
     ingest,
     open_conversation,
@@ -94,7 +93,8 @@ def test_the_stored_error_is_short_and_keeps_secrets_out(clock: time_machine.Tra
 
     group.refresh_from_db()
     assert group.last_error == "RuntimeError: backend said 500 for https://llm.example/v1"
-    assert "hunter2" not in group.last_error and "sk-" not in group.last_error
+    assert "hunter2" not in group.last_error
+    assert "sk-" not in group.last_error
 
 
 def test_after_the_last_attempt_the_group_is_failed_with_its_reason(
@@ -107,7 +107,8 @@ def test_after_the_last_attempt_the_group_is_failed_with_its_reason(
     group.refresh_from_db()
     assert (group.status, group.reply_attempts, group.reply_due_at) == ("FAILED", 3, None)
     assert group.failed_at is not None
-    assert group.last_error is not None and group.last_error.startswith("RuntimeError: ")
+    assert group.last_error is not None
+    assert group.last_error.startswith("RuntimeError: ")
     assert len([r for r in writers.received if r.group_id == group.pk]) == 3
     assert [r.attempt for r in writers.received] == [1, 2, 3]
     assert replies_of(conversation_id) == []
@@ -156,7 +157,7 @@ def test_no_text_and_a_call_past_its_time_limit_are_failures(
 
 
 def test_a_failing_group_does_not_hold_up_the_others(clock: time_machine.Traveller) -> None:
-    _, failing = due_group(clock, "boom")
+    due_group(clock, "boom")
     others = [open_conversation() for _ in range(3)]
     for conversation_id in others:
         ingest(conversation_id)
@@ -190,13 +191,14 @@ def test_the_close_task_records_failures_the_same_way(clock: time_machine.Travel
     result = services.group_reply(group_id=group.pk)
 
     assert result.outcome is ReplyOutcome.RETRY
-    assert result.due_at is not None and result.due_at > T0
+    assert result.due_at is not None
+    assert result.due_at > T0
     group.refresh_from_db()
     assert (group.status, group.reply_attempts) == ("CLOSED", 1)
 
 
 def test_a_group_whose_runners_keep_dying_ends_failed(clock: time_machine.Traveller) -> None:
-    conversation_id, group = due_group(clock, "hi")
+    _, group = due_group(clock, "hi")
     for _ in range(3):  # three runners claim it and die before they record anything
         assert reply_path._group_claim(group.pk).claimed is not None
         clock.shift(21)  # past the lease
@@ -289,7 +291,7 @@ def test_a_close_while_a_group_is_failed_closes_and_leaves_the_group_to_an_opera
 def test_a_retry_makes_a_failed_group_due_now_with_fresh_attempts(
     clock: time_machine.Traveller,
 ) -> None:
-    conversation_id, failed = failed_group(clock)
+    _, failed = failed_group(clock)
 
     group = services.group_retry(group_id=failed.pk)
 
@@ -354,7 +356,8 @@ def test_audit_replies_lists_failed_groups_and_does_not_count_them_lost(
     call_command("audit_replies", stdout=out)
 
     text = out.getvalue()
-    assert '"failed_groups": 1' in text and '"lost": 0' in text
+    assert '"failed_groups": 1' in text
+    assert '"lost": 0' in text
     assert f"group {failed.pk} of conversation {failed.conversation_id}" in text
     assert "after 3 attempts: RuntimeError: backend said 500" in text
 

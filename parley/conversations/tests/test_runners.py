@@ -20,7 +20,6 @@ from parley.conversations.services import batches
 from parley.conversations.tests import writers
 from parley.conversations.tests.helpers import (
     T0,
-    clock,  # noqa: F401  (a fixture)
     groups_of,
     ingest,
     open_conversation,
@@ -183,12 +182,13 @@ def test_concurrent_runners_answer_each_group_exactly_once(sql_path: str) -> Non
             "reply_to_id", flat=True
         )
     )
-    assert len(per_group) == 24 and set(per_group.values()) == {1}
+    assert len(per_group) == 24
+    assert set(per_group.values()) == {1}
     assert set(MessageGroup.objects.values_list("reply_attempts", flat=True)) == {1}
 
 
 @pytest.fixture
-def runner_queue() -> Iterator[Callable[[], int]]:
+def runner_queue() -> Callable[[], int]:
     """The broker's task queue, emptied first: how many tasks wait in it.
 
     Nothing consumes it in these tests, so it shows what the sweep published.
@@ -196,12 +196,14 @@ def runner_queue() -> Iterator[Callable[[], int]]:
 
     def waiting() -> int:
         with celery_app.connection_for_read() as conn:
-            return int(conn.default_channel.queue_declare(QUEUE, passive=True).message_count)
+            channel: Any = conn.default_channel
+            return int(channel.queue_declare(QUEUE, passive=True).message_count)
 
     with celery_app.connection_for_write() as conn:
-        conn.default_channel.queue_declare(QUEUE)
-        conn.default_channel.queue_purge(QUEUE)
-    yield waiting
+        channel: Any = conn.default_channel
+        channel.queue_declare(QUEUE)
+        channel.queue_purge(QUEUE)
+    return waiting
 
 
 QUEUE = "celery"
