@@ -53,9 +53,15 @@ class WriterResultError(ValueError):
 
 
 class WriterCalls(Protocol):
+    """Used as a context manager around a batch of calls (``with writer_calls() as calls``)."""
+
     capacity: int  # calls this object runs at a time
 
     def submit(self, request: ReplyRequest) -> Future[str]: ...
+
+    def __enter__(self) -> WriterCalls: ...
+
+    def __exit__(self, *exc: object) -> None: ...
 
 
 def writer_calls() -> WriterCalls:
@@ -81,31 +87,43 @@ def checked(content: object) -> str:
 
 
 class SyncWriterCalls:
-    """A plain function, called in the caller's thread, one call at a time."""
+    """A plain function, called in the caller's thread, one call at a time.
+
+    Inside ``with``, one timer serves every call of the batch (a call costs no
+    system call for its limit); outside, each call sets its own.
+    """
 
     capacity = 1
 
     def __init__(self, writer: Callable[[ReplyRequest], Any], *, timeout: float) -> None:
         self.writer = writer
         self.timeout = timeout
+        self._timer = _CallTimer(timeout)
+
+    def __enter__(self) -> SyncWriterCalls:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.stop()
 
     def submit(self, request: ReplyRequest) -> Future[str]:
         future: Future[str] = Future()
         future.set_running_or_notify_cancel()
         started = time.perf_counter()
         metrics.REPLY_WRITERS_ACTIVE.inc()
+        error: Exception | None = None
         try:
-            content = checked(_with_time_limit(lambda: self.writer(request), self.timeout))
+            future.set_result(checked(self._timer.call(lambda: self.writer(request))))
         except SoftTimeLimitExceeded:
             # The task's own limit: let the task end; the group's lease brings it back.
             raise
         except Exception as exc:
+            error = exc
             future.set_exception(exc)
-        else:
-            future.set_result(content)
         finally:
             metrics.REPLY_WRITERS_ACTIVE.dec()
-            _observe(future.exception() if future.done() else None, started)
+            _observe(error, started)
         return future
 
 
@@ -123,6 +141,12 @@ class AsyncWriterCalls:
         self.timeout = timeout
         self.capacity = capacity
         self._slots = threading.BoundedSemaphore(capacity)
+
+    def __enter__(self) -> AsyncWriterCalls:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
 
     def submit(self, request: ReplyRequest) -> Future[str]:
         """Start a call; waits for a free slot when ``capacity`` calls are running."""
@@ -157,47 +181,85 @@ def _observe(error: BaseException | None, started: float) -> None:
 # --- The time limit of a plain function: SIGALRM in the main thread ----------------
 
 
-def _with_time_limit(call: Callable[[], T], seconds: float) -> T:
-    """``call()``, interrupted by WriterTimeout after ``seconds`` (main thread only).
+class _CallTimer:
+    """Per-call time limits for calls made one after another in the main thread.
 
-    An alarm already pending (pytest-timeout's, say) keeps its deadline: if it
-    is due first, its own handler runs then.
+    One ``ITIMER_REAL`` timer, armed at most ``seconds`` ahead: when it fires
+    during a call past that call's deadline, WriterTimeout is raised in it;
+    otherwise it is armed again for the current call's deadline (or another
+    ``seconds``). A call therefore only records its deadline. An alarm set
+    before (pytest-timeout's, say) keeps its deadline and its handler, and is
+    restored afterwards. Elsewhere than the main thread, calls run unlimited.
     """
-    if threading.current_thread() is not threading.main_thread() or not hasattr(
-        signal, "setitimer"
-    ):
-        return call()
-    outer_handler = signal.getsignal(signal.SIGALRM)
-    outer_delay, outer_interval = signal.setitimer(signal.ITIMER_REAL, 0)
-    start = time.monotonic()
-    deadline = start + seconds
-    # The outer alarm's deadline while it is still pending; None once it fired.
-    outer: list[float | None] = [start + outer_delay if outer_delay > 0 else None]
-    armed = [True]
 
-    def on_alarm(signum: int, frame: Any) -> None:
-        outer_deadline = outer[0]
-        if outer_deadline is not None and time.monotonic() >= outer_deadline - 0.001:
-            outer[0] = None
-            signal.setitimer(signal.ITIMER_REAL, max(deadline - time.monotonic(), 0.001))
-            if callable(outer_handler):
-                outer_handler(signum, frame)
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.deadline: float | None = None  # of the call running now
+        self.installed = False
+        self.outer_handler: Any = None
+        self.outer_deadline: float | None = None
+        self.outer_interval = 0.0
+
+    def start(self) -> None:
+        if threading.current_thread() is not threading.main_thread() or not hasattr(
+            signal, "setitimer"
+        ):
             return
-        if armed[0]:
-            raise WriterTimeout(seconds)
+        self.outer_handler = signal.getsignal(signal.SIGALRM)
+        delay, self.outer_interval = signal.setitimer(signal.ITIMER_REAL, 0)
+        self.outer_deadline = time.monotonic() + delay if delay > 0 else None
+        signal.signal(signal.SIGALRM, self._on_alarm)
+        self.installed = True
+        self._arm(time.monotonic() + self.seconds)
 
-    signal.signal(signal.SIGALRM, on_alarm)
-    first = seconds if outer[0] is None else min(seconds, outer_delay)
-    signal.setitimer(signal.ITIMER_REAL, max(first, 0.001))
-    try:
-        return call()
-    finally:
-        armed[0] = False
+    def stop(self) -> None:
+        if not self.installed:
+            return
+        self.installed = False
         signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, outer_handler)
-        if outer[0] is not None:
-            remaining = max(outer[0] - time.monotonic(), 0.001)
-            signal.setitimer(signal.ITIMER_REAL, remaining, outer_interval)
+        signal.signal(signal.SIGALRM, self.outer_handler)
+        if self.outer_deadline is not None:
+            remaining = max(self.outer_deadline - time.monotonic(), 0.001)
+            signal.setitimer(signal.ITIMER_REAL, remaining, self.outer_interval)
+
+    def call(self, call: Callable[[], T]) -> T:
+        if not self.installed:
+            self.start()
+            if not self.installed:  # not the main thread
+                return call()
+            try:
+                return self.call(call)
+            finally:
+                self.stop()
+        self.deadline = time.monotonic() + self.seconds
+        try:
+            return call()
+        finally:
+            self.deadline = None
+
+    def _arm(self, at: float) -> None:
+        if self.outer_deadline is not None:
+            at = min(at, self.outer_deadline)
+        signal.setitimer(signal.ITIMER_REAL, max(at - time.monotonic(), 0.001))
+
+    def _on_alarm(self, signum: int, frame: Any) -> None:
+        now = time.monotonic()
+        if self.outer_deadline is not None and now >= self.outer_deadline - 0.001:
+            self.outer_deadline = None
+            self._arm(self.deadline if self.deadline is not None else now + self.seconds)
+            if callable(self.outer_handler):
+                self.outer_handler(signum, frame)
+            return
+        if self.deadline is not None and now >= self.deadline - 0.001:
+            self.deadline = None
+            self._arm(now + self.seconds)
+            raise WriterTimeout(self.seconds)
+        self._arm(self.deadline if self.deadline is not None else now + self.seconds)
+
+
+def _with_time_limit(call: Callable[[], T], seconds: float) -> T:
+    """``call()``, interrupted by WriterTimeout after ``seconds`` (main thread only)."""
+    return _CallTimer(seconds).call(call)
 
 
 # --- The event loop of async writers: one per process, in its own thread ---------

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 from django.core.management import call_command
 
+from bench.writers import overlap
 from parley.conversations.models import Message, MessageGroup
 from tests.e2e.conftest import Stack, _start_stack, _stop_all
-from tests.e2e.writers import overlap
 from tests.payloads import new_conversation, new_message
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -54,7 +54,7 @@ def stack(
             REPLY_RETRY_BACKOFF_SECONDS="0.3",
             REPLY_LEASE_SECONDS=str(LEASE),
             REPLY_WRITER_TIMEOUT_SECONDS="3",
-            E2E_WRITER_LOG=str(log),
+            BENCH_WRITER_LOG=str(log),
         )
         stack.kind = request.param  # type: ignore[attr-defined]
         try:
@@ -67,7 +67,7 @@ def stack(
 @pytest.fixture
 def writer_log(stack: Stack) -> Path:
     """The writer's call log, emptied for this test."""
-    folder = Path(stack.env["E2E_WRITER_LOG"])
+    folder = Path(stack.env["BENCH_WRITER_LOG"])
     shutil.rmtree(folder)
     folder.mkdir()
     return folder

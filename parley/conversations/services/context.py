@@ -19,7 +19,12 @@ from django.db import connection
 from django.db.models import Q
 
 from parley.conversations.models import Message
-from parley.conversations.replies import ContextMessage, InboundMessage, ReplyRequest
+from parley.conversations.replies import (
+    ContextMessage,
+    InboundMessage,
+    ReplyRequest,
+    history_limit,
+)
 from parley.conversations.services._common import MESSAGE_TABLE, database_functions
 from parley.conversations.services.replies import Claimed
 
@@ -50,7 +55,7 @@ def reply_requests(claimed: Sequence[Claimed]) -> list[ReplyRequest]:
     """One request per claimed group, in the order given."""
     if not claimed:
         return []
-    limit = max(0, settings.REPLY_CONTEXT_MESSAGES)
+    limit = history_limit()
     if database_functions():
         own, history = _read_batch(claimed, limit)
     else:

@@ -91,7 +91,8 @@ def group_reply(*, group_id: int) -> ReplyResult:
         return group_reply_failed(claimed, error=runner_lost(claimed))
     [request] = reply_requests([claimed])
     try:
-        content = writer_calls().submit(request).result()
+        with writer_calls() as calls:
+            content = calls.submit(request).result()
     except Exception as exc:
         return group_reply_failed(claimed, error=writer_failed(claimed, exc))
     return _group_record_reply(

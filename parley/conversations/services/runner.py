@@ -71,31 +71,33 @@ def replies_run(*, budget: float | None = None) -> RunReport:
        claim nothing more and finish the calls in flight.
     """
     budget = settings.REPLY_RUNNER_SECONDS if budget is None else budget
-    calls = writer_calls()
     poll = settings.SWEEP_INTERVAL.total_seconds()
     started = time.monotonic()
     in_flight: dict[Future[str], tuple[Claimed, ReplyRequest]] = {}
     replied = failed = 0
     taking = True
-    while True:
-        if taking and time.monotonic() - started >= budget:
-            taking = False
-        found = False
-        if taking and len(in_flight) < calls.capacity:
-            claimed = claim_due(calls.capacity - len(in_flight))
-            found = bool(claimed)
-            to_write = give_up_exhausted(claimed)
-            for c, request in zip(to_write, reply_requests(to_write), strict=True):
-                in_flight[calls.submit(request)] = (c, request)
-        if not in_flight:
-            if taking and found:
-                continue  # every group claimed was given up on: look again
-            break
-        room = taking and len(in_flight) < calls.capacity
-        done, _ = wait(list(in_flight), timeout=poll if room else None, return_when=FIRST_COMPLETED)
-        answered, failures = settle((*in_flight.pop(f), f) for f in done)
-        replied += answered
-        failed += failures
+    with writer_calls() as calls:
+        while True:
+            if taking and time.monotonic() - started >= budget:
+                taking = False
+            found = False
+            if taking and len(in_flight) < calls.capacity:
+                claimed = claim_due(calls.capacity - len(in_flight))
+                found = bool(claimed)
+                to_write = give_up_exhausted(claimed)
+                for c, request in zip(to_write, reply_requests(to_write), strict=True):
+                    in_flight[calls.submit(request)] = (c, request)
+            if not in_flight:
+                if taking and found:
+                    continue  # every group claimed was given up on: look again
+                break
+            room = taking and len(in_flight) < calls.capacity
+            done, _ = wait(
+                list(in_flight), timeout=poll if room else None, return_when=FIRST_COMPLETED
+            )
+            answered, failures = settle((*in_flight.pop(f), f) for f in done)
+            replied += answered
+            failed += failures
     more = not taking
     log.info("reply_runner_done", replied=replied, failed_attempts=failed, more=more)
     return RunReport(replied=replied, failed_attempts=failed, more=more)

@@ -136,10 +136,10 @@ def _reply_batch(limit: int) -> tuple[int, int]:
     if not claimed:
         return 0, 0
     to_write = give_up_exhausted(claimed)
-    calls = writer_calls()
-    started = [
-        (c, request, calls.submit(request))
-        for c, request in zip(to_write, reply_requests(to_write), strict=True)
-    ]
+    with writer_calls() as calls:
+        started = [
+            (c, request, calls.submit(request))
+            for c, request in zip(to_write, reply_requests(to_write), strict=True)
+        ]
     replied, _ = settle(started)
     return len(claimed), replied

@@ -120,3 +120,34 @@ def test_an_agents_message_is_history_and_order_follows_the_event_timestamps(
     [request] = writers.received
     first, second, *_ = [m.content for m in request.history]
     assert (first, second) == (agent.content, "question")
+
+
+def test_a_writer_that_wants_no_history_gets_none(
+    clock: time_machine.Traveller, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(writers.recording, "wants_history", False, raising=False)
+    conversation_id = open_conversation()
+    ingest(conversation_id, "a")
+    clock.shift(6)
+    ingest(conversation_id, "b")
+    clock.shift(6)
+    with override_settings(REPLY_RUNNER="sweep"):
+        assert services.due_work_sweep().groups_replied == 2
+
+    assert request_for(groups_of(conversation_id)[-1].pk).history == []
+
+
+@override_settings(REPLY_RUNNER="sweep")
+def test_the_sweep_gives_a_writer_the_same_history(clock: time_machine.Traveller) -> None:
+    conversation_id = open_conversation()
+    ingest(conversation_id, "a")
+    clock.shift(6)
+    services.due_work_sweep()
+    clock.shift(1)
+    ingest(conversation_id, "b")
+    clock.shift(6)
+    services.due_work_sweep()
+
+    history = request_for(groups_of(conversation_id)[-1].pk).history
+    assert [m.type for m in history] == ["INBOUND", "OUTBOUND"]
+    assert history[0].content == "a"

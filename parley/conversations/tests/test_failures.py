@@ -29,7 +29,7 @@ from parley.conversations.tests.helpers import (
     replies_of,
 )
 from parley.core.errors import GroupNotFailed, GroupNotFound
-from parley.outbox import selectors as outbox
+from parley.outbox.models import OutboxEvent
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("sql_path")]
 
@@ -365,16 +365,15 @@ def test_audit_replies_lists_failed_groups_and_does_not_count_them_lost(
 # --- Visible to the operator: outbox events, /metrics, admin -------------------------
 
 
-@pytest.mark.django_db(transaction=True)
 def test_failed_and_retried_are_outbox_events(clock: time_machine.Traveller) -> None:
     conversation_id, failed = failed_group(clock)
     services.group_retry(group_id=failed.pk)
 
-    mine = [
-        e
-        for e in outbox.events_after(outbox.START, limit=1000)
-        if e.type in (events.REPLY_FAILED, events.REPLY_RETRIED)
-    ]
+    mine = list(
+        OutboxEvent.objects.filter(
+            type__in=[events.REPLY_FAILED, events.REPLY_RETRIED], subject=str(conversation_id)
+        ).order_by("id")
+    )
 
     tenant_id = Conversation.objects.get(pk=conversation_id).tenant_id
     assert [(e.type, e.subject, e.tenant_id) for e in mine] == [
