@@ -190,8 +190,9 @@ REPLY_RETRY_BACKOFF_MAX = timedelta(
 )
 # A runner task takes new groups for this long, then finishes the calls it
 # has started and ends (starting a successor if work remains), so other
-# tasks get a turn on its worker process.
-REPLY_RUNNER_SECONDS = env.float("REPLY_RUNNER_SECONDS", default=30.0)
+# tasks get a turn on its worker process, and a stopping worker's runners end
+# within its grace period (compose: 30 s; 10 + the writer's 10 s here).
+REPLY_RUNNER_SECONDS = env.float("REPLY_RUNNER_SECONDS", default=10.0)
 # Runner tasks a sweep starts at most (one per due group, or per
 # REPLY_ASYNC_CONCURRENCY groups for an async writer). A runner that finds
 # nothing to claim ends at once.

@@ -46,7 +46,11 @@ def reply_runner_task() -> dict[str, int]:
 @shared_task(name="parley.conversations.tasks.sweep")
 def sweep() -> dict[str, int]:
     report = services.due_work_sweep()
-    return {"orphans_expired": report.orphans_expired, "groups_replied": report.groups_replied}
+    return {
+        "orphans_expired": report.orphans_expired,
+        "groups_replied": report.groups_replied,
+        "runners_started": report.runners_started,
+    }
 
 
 @task_prerun.connect
