@@ -37,9 +37,8 @@ def group_reply_task(group_id: int) -> str:
 )
 def reply_runner_task() -> dict[str, int]:
     """Claim, write and record due groups for up to REPLY_RUNNER_SECONDS (G-8)."""
-    report = services.replies_run()
-    if report.more:
-        runners_start(1)  # the budget ended with work left: a successor goes on
+    # When its budget ends with work left, a successor takes over.
+    report = services.replies_run(handover=lambda: runners_start(1))
     return {"replied": report.replied, "failed_attempts": report.failed_attempts}
 
 

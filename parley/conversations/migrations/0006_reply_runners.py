@@ -15,12 +15,14 @@
    snapshot and its lock is not due any more when the UPDATE re-reads it; if
    that leaves nothing claimed, the function looks again (at most three times).
    ``parley_record_replies`` (migration 0005) is unchanged.
-2. A partial index on the FAILED groups.
+
+The FAILED groups' index comes in the next migration, built without
+blocking writes.
 """
 
 from importlib import import_module
 
-from django.db import migrations, models
+from django.db import migrations
 
 from parley.core.db import postgresql_only_sql
 
@@ -82,14 +84,4 @@ _PREVIOUS = (
 class Migration(migrations.Migration):
     dependencies = [("conversations", "0005_functions_write_the_outbox")]
 
-    operations = [
-        postgresql_only_sql(CREATE, _PREVIOUS),
-        migrations.AddIndex(
-            model_name="messagegroup",
-            index=models.Index(
-                condition=models.Q(("status", "FAILED")),
-                fields=["-failed_at"],
-                name="group_failed_idx",
-            ),
-        ),
-    ]
+    operations = [postgresql_only_sql(CREATE, _PREVIOUS)]

@@ -14,7 +14,9 @@ free (:func:`services.sweep.due_work_sweep`).
 from __future__ import annotations
 
 import math
+import random
 import time
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
 
@@ -37,7 +39,7 @@ TIME_LIMIT_MARGIN_SECONDS = 5.0
 class RunReport:
     replied: int
     failed_attempts: int
-    # True: the budget ended while groups may still be due; a successor goes on.
+    # True: the budget ended while groups may still be due (the handover ran).
     more: bool
 
 
@@ -57,7 +59,9 @@ def runner_time_limits() -> tuple[int, int]:
     return soft, soft + math.ceil(TIME_LIMIT_MARGIN_SECONDS)
 
 
-def replies_run(*, budget: float | None = None) -> RunReport:
+def replies_run(
+    *, budget: float | None = None, handover: Callable[[], object] | None = None
+) -> RunReport:
     """Claim, write and record due groups until none is left or ``budget`` seconds pass.
 
     1. While there is room (and budget), claim due groups, oldest first, up
@@ -68,9 +72,15 @@ def replies_run(*, budget: float | None = None) -> RunReport:
     3. Record what ended: the replies in one record, each failure on its own
        (backoff, or FAILED).
     4. Stop when nothing is due and no call runs. Once the budget is spent,
-       claim nothing more and finish the calls in flight.
+       claim nothing more, call ``handover`` (the task starts a successor,
+       which a free process can take while this one finishes its calls) and
+       finish the calls in flight.
+
+    The default budget is REPLY_RUNNER_SECONDS, shortened at random by up to
+    a quarter, so that runners started together do not all hand over at once.
     """
-    budget = settings.REPLY_RUNNER_SECONDS if budget is None else budget
+    if budget is None:
+        budget = settings.REPLY_RUNNER_SECONDS * random.uniform(0.75, 1.0)  # noqa: S311
     poll = settings.SWEEP_INTERVAL.total_seconds()
     started = time.monotonic()
     in_flight: dict[Future[str], tuple[Claimed, ReplyRequest]] = {}
@@ -80,6 +90,8 @@ def replies_run(*, budget: float | None = None) -> RunReport:
         while True:
             if taking and time.monotonic() - started >= budget:
                 taking = False
+                if handover is not None:
+                    handover()
             found = False
             if taking and len(in_flight) < calls.capacity:
                 claimed = claim_due(calls.capacity - len(in_flight))

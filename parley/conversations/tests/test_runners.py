@@ -111,10 +111,11 @@ def test_a_runner_that_spent_its_budget_stops_taking_groups_and_says_so(
     clock: time_machine.Traveller,
 ) -> None:
     due_conversations(clock, 2)
+    handovers: list[bool] = []
 
-    report = services.replies_run(budget=0)
+    report = services.replies_run(budget=0, handover=lambda: handovers.append(True))
 
-    assert (report.replied, report.more) == (0, True)
+    assert (report.replied, report.more, handovers) == (0, True, [True])
     assert MessageGroup.objects.filter(status="CLOSED").count() == 0  # nothing claimed
 
 
