@@ -79,6 +79,7 @@ def group_reply(*, group_id: int) -> ReplyResult:
     portable sweep alike. It takes only the group id: each step finds the
     conversation to lock in the same statement that locks it.
     """
+    # Imported here: these modules build on this one's claim and record.
     from parley.conversations.services.context import reply_requests
     from parley.conversations.services.failures import group_reply_failed, runner_lost
     from parley.conversations.writing import writer_calls
