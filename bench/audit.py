@@ -27,9 +27,9 @@ def connect(url: str) -> Conn:
 
 
 def pending(conn: Conn) -> tuple[int, int]:
-    """Groups that still owe a reply, and messages still waiting in the buffer."""
+    """Groups that still owe a reply (FAILED ones owe none), and messages still buffered."""
     row = conn.execute(
-        f"SELECT (SELECT count(*) FROM {GROUP} WHERE status <> 'REPLIED'),"
+        f"SELECT (SELECT count(*) FROM {GROUP} WHERE status NOT IN ('REPLIED', 'FAILED')),"
         f" (SELECT count(*) FROM {BUFFERED} WHERE status = 'BUFFERED')"
     ).fetchone()
     assert row is not None
@@ -95,8 +95,8 @@ class Audit:
     replies: int  # OUTBOUND messages
     conversations: int
     accepted: int  # distinct message ids the clients got a 202 for
-    lost_messages: int  # accepted, not expired, yet not in a replied group
-    lost_groups: int  # groups without a reply
+    lost_messages: int  # accepted, not expired, yet not in a replied or FAILED group
+    lost_groups: int  # groups without a reply, and not FAILED with a reason
     duplicated_groups: int  # groups with more than one reply
     duplicated_messages: int  # message ids listed in more than one reply
     ungrouped: int  # INBOUND messages without a group
@@ -104,6 +104,8 @@ class Audit:
     orphans_adopted: int
     orphans_expired: int  # accepted, then expired because the conversation came late
     unacknowledged: int  # stored, but the client never saw the 202 (timeout, reset)
+    failed_groups: int = 0  # FAILED with a reason (G-8): counted apart, neither lost nor answered
+    failed_messages: int = 0  # accepted messages of those groups
 
     @property
     def lost(self) -> int:
@@ -115,7 +117,8 @@ class Audit:
 
 
 def audit(conn: Conn, accepted: set[str], tolerance_s: float) -> Audit:
-    """Check G-3 from the data: every accepted message in one group, every group one reply."""
+    """Check G-3 from the data: every accepted message in one group, every group one reply
+    or FAILED with a reason (G-8, counted apart)."""
     conn.execute("CREATE TEMP TABLE IF NOT EXISTS bench_accepted (id uuid PRIMARY KEY)")
     conn.execute("TRUNCATE bench_accepted")
     with conn.cursor().copy("COPY bench_accepted (id) FROM STDIN") as copy:
@@ -133,6 +136,10 @@ def audit(conn: Conn, accepted: set[str], tolerance_s: float) -> Audit:
         WHERE b.id = a.id AND b.status = 'EXPIRED'
           AND (c.id IS NULL OR c.created_at - b.received_at > make_interval(secs => %s))
     """
+    failed_with_reason = f"""
+        SELECT 1 FROM {MESSAGE} m JOIN {GROUP} g ON g.id = m.group_id
+        WHERE m.id = a.id AND g.status = 'FAILED' AND coalesce(g.last_error, '') <> ''
+    """
     lost_messages = scalar(
         f"""
         SELECT count(*) FROM bench_accepted a
@@ -140,8 +147,12 @@ def audit(conn: Conn, accepted: set[str], tolerance_s: float) -> Audit:
             SELECT 1 FROM {MESSAGE} m JOIN {MESSAGE} r ON r.reply_to_id = m.group_id
             WHERE m.id = a.id AND m.type = 'INBOUND' AND r.type = 'OUTBOUND')
           AND NOT EXISTS ({expired_ok})
+          AND NOT EXISTS ({failed_with_reason})
         """,
         [tolerance_s],
+    )
+    failed_messages = scalar(
+        f"SELECT count(*) FROM bench_accepted a WHERE EXISTS ({failed_with_reason})"
     )
     orphans_expired = scalar(
         f"SELECT count(*) FROM bench_accepted a WHERE EXISTS ({expired_ok})", [tolerance_s]
@@ -157,7 +168,9 @@ def audit(conn: Conn, accepted: set[str], tolerance_s: float) -> Audit:
     lost_groups = scalar(
         f"SELECT count(*) FROM {GROUP} g WHERE NOT EXISTS"
         f" (SELECT 1 FROM {MESSAGE} r WHERE r.reply_to_id = g.id AND r.type = 'OUTBOUND')"
+        " AND NOT (g.status = 'FAILED' AND coalesce(g.last_error, '') <> '')"
     )
+    failed_groups = scalar(f"SELECT count(*) FROM {GROUP} WHERE status = 'FAILED'")
     duplicated_groups = scalar(
         f"SELECT count(*) FROM (SELECT reply_to_id FROM {MESSAGE} WHERE type = 'OUTBOUND'"
         " GROUP BY reply_to_id HAVING count(*) > 1) d"
@@ -200,4 +213,6 @@ def audit(conn: Conn, accepted: set[str], tolerance_s: float) -> Audit:
         orphans_adopted=orphans_adopted,
         orphans_expired=orphans_expired,
         unacknowledged=unacknowledged,
+        failed_groups=failed_groups,
+        failed_messages=failed_messages,
     )

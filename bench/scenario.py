@@ -106,3 +106,20 @@ def rate_for_conversations(
     probe = 100.0
     played = expected_conversations(probe, seconds, window, tolerance)
     return probe * conversations / max(played, 1)
+
+
+@functools.cache
+def expected_groups(window: float, tolerance: float, samples: int = 20_000) -> float:
+    """Mean groups per conversation: a message more than ``window`` after the previous one
+    starts a group (G-1)."""
+    rng = random.Random(1)
+    groups = 0
+    for _ in range(samples):
+        clock, last = 0.0, None
+        for step in plan_conversation(rng, window, tolerance):
+            clock += step.delay
+            if step.kind == "M":
+                if last is None or clock - last > window:
+                    groups += 1
+                last = clock
+    return groups / samples

@@ -163,6 +163,43 @@ SWEEP_BATCH_SIZE = env.int("SWEEP_BATCH_SIZE", default=200)
 # both.
 DATABASE_FUNCTIONS = True
 
+# --- Reply writers: fan-out, context, failures (SPEC G-7, G-8) -----------------
+# Who calls the writer. "sweep": the sweeper claims, writes and records a
+# batch at a time, one call after another (for writers that take
+# microseconds, like the default). "tasks": reply runners, Celery tasks that
+# claim due groups as they have room and call the writer concurrently: one
+# call at a time per worker process for a plain function, up to
+# REPLY_ASYNC_CONCURRENCY per process for an ``async def`` writer. "auto":
+# "sweep" for the default writer, "tasks" for any other (README, "How a reply
+# is exactly once, and on time").
+REPLY_RUNNER = env.str("REPLY_RUNNER", default="auto")
+# Longest a writer call may take; then it counts as a failure. It must stay
+# below REPLY_LEASE_SECONDS, or a second runner could claim a group whose
+# writer is still running (check parley.E004).
+REPLY_WRITER_TIMEOUT = timedelta(seconds=env.float("REPLY_WRITER_TIMEOUT_SECONDS", default=10.0))
+# Writer calls one worker process makes at a time for an async writer.
+REPLY_ASYNC_CONCURRENCY = env.int("REPLY_ASYNC_CONCURRENCY", default=20)
+# Earlier messages and replies of the conversation a writer gets as context.
+REPLY_CONTEXT_MESSAGES = env.int("REPLY_CONTEXT_MESSAGES", default=20)
+# A group whose writer failed (raised, timed out, or its runner died) this
+# many times is FAILED until an operator retries it. Between attempts it
+# waits REPLY_RETRY_BACKOFF_SECONDS, doubled each time (with jitter), at
+# most REPLY_RETRY_BACKOFF_MAX_SECONDS.
+REPLY_MAX_ATTEMPTS = env.int("REPLY_MAX_ATTEMPTS", default=5)
+REPLY_RETRY_BACKOFF = timedelta(seconds=env.float("REPLY_RETRY_BACKOFF_SECONDS", default=2.0))
+REPLY_RETRY_BACKOFF_MAX = timedelta(
+    seconds=env.float("REPLY_RETRY_BACKOFF_MAX_SECONDS", default=60.0)
+)
+# A runner task takes new groups for this long, then finishes the calls it
+# has started and ends (starting a successor if work remains), so other
+# tasks get a turn on its worker process, and a stopping worker's runners end
+# within its grace period (compose: 30 s; 10 + the writer's 10 s here).
+REPLY_RUNNER_SECONDS = env.float("REPLY_RUNNER_SECONDS", default=10.0)
+# Runner tasks a sweep starts at most (one per due group, or per
+# REPLY_ASYNC_CONCURRENCY groups for an async writer). A runner that finds
+# nothing to claim ends at once.
+REPLY_RUNNER_BURST = env.int("REPLY_RUNNER_BURST", default=16)
+
 # --- Tenants (SPEC Q-1) ----------------------------------------------------------
 # Conversations that name no tenant belong to this one (seed 000 clients).
 DEFAULT_TENANT_ID = UUID(env.str("DEFAULT_TENANT_ID", default=str(UUID(int=0))))

@@ -17,6 +17,7 @@ from types import ModuleType
 PARTS: dict[str, str] = {
     "core": "bench.parts.core",
     "lifecycle": "bench.parts.lifecycle",
+    "writers": "bench.parts.writers",
 }
 
 

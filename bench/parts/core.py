@@ -158,7 +158,54 @@ def canary(stack: Stack, conn: audit.Conn, timeout: float) -> float:
     )
 
 
-def _read_conversation_records(path: Path) -> list[tuple[float, float, str, int, str, str, str]]:
+def conversations_process(
+    cfg: config.BenchConfig,
+    stack: Stack,
+    rate: float,
+    records_path: Path,
+    summary_path: Path,
+    logs: Path,
+) -> subprocess.Popen[bytes]:
+    """The conversational load (locust, ``bench.conversations``) at ``rate`` req/s, started."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bench.conversations",
+            "--host",
+            stack.base_url,
+            "--rate",
+            f"{rate:.1f}",
+            "--seconds",
+            f"{cfg.seconds:g}",
+            "--window",
+            f"{cfg.window_s:g}",
+            "--tolerance",
+            f"{cfg.tolerance_s:g}",
+            "--out",
+            str(records_path),
+            "--summary",
+            str(summary_path),
+        ],
+        cwd=config.ROOT,
+        stdout=(logs / "locust.log").open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+
+
+def wait_for_conversations(locust: subprocess.Popen[bytes], stack: Stack) -> None:
+    """Until the locust run ends (checking the stack meanwhile); stopped on any error."""
+    try:
+        while locust.poll() is None:
+            stack.check_alive()
+            time.sleep(0.5)
+    finally:
+        if locust.poll() is None:
+            locust.terminate()
+            locust.wait(timeout=10)
+
+
+def read_conversation_records(path: Path) -> list[tuple[float, float, str, int, str, str, str]]:
     records = []
     for line in path.read_text().splitlines():
         sent, latency, kind, status, message_id, conversation_id, accepted = line.split("\t")
@@ -339,48 +386,18 @@ def _phases(
     phase_start = datetime.now(UTC)
     rss_start = sampler.sample()
     t0 = time.time()
-    locust = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "bench.conversations",
-            "--host",
-            stack.base_url,
-            "--rate",
-            f"{target:.1f}",
-            "--seconds",
-            f"{cfg.seconds:g}",
-            "--window",
-            f"{cfg.window_s:g}",
-            "--tolerance",
-            f"{cfg.tolerance_s:g}",
-            "--out",
-            str(records_path),
-            "--summary",
-            str(summary_path),
-        ],
-        cwd=config.ROOT,
-        stdout=(logs / "locust.log").open("wb"),
-        stderr=subprocess.STDOUT,
-    )
+    locust = conversations_process(cfg, stack, target, records_path, summary_path, logs)
     # The locust process has exited when the meter stops: its CPU comes from its summary.
     meter = monitor.CpuMeter({k: v for k, v in cpu_groups.items() if k != "client"})
     meter.start()
-    try:
-        while locust.poll() is None:
-            stack.check_alive()
-            time.sleep(0.5)
-    finally:
-        if locust.poll() is None:
-            locust.terminate()
-            locust.wait(timeout=10)
+    wait_for_conversations(locust, stack)
     cpu["conversations"].append(meter.stop())
     phase_end_time = time.time()
     rss_end = sampler.sample()
     phases.add("conversations", t0, phase_end_time)
     if locust.returncode != 0:
         raise BenchError(f"the locust run failed; see {logs / 'locust.log'}")
-    records = _read_conversation_records(records_path)
+    records = read_conversation_records(records_path)
     conv_summary = json.loads(summary_path.read_text())
     locust_wall = max(conv_summary["ended_at"] - conv_summary["started_at"], 1e-9)
     cpu["conversations"][-1]["client"] = round(100 * conv_summary["cpu_seconds"] / locust_wall, 1)
@@ -489,6 +506,8 @@ def _phases(
             "orphans_adopted": result_audit.orphans_adopted,
             "orphans_expired": result_audit.orphans_expired,
             "stored_without_202": result_audit.unacknowledged,
+            "failed_groups": result_audit.failed_groups,
+            "failed_messages": result_audit.failed_messages,
             "settle_s": round(settle, 1),
         },
         "saturation": {

@@ -1,8 +1,12 @@
 from __future__ import annotations
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
 
 from parley.conversations.models import BufferedMessage, Conversation, Message, MessageGroup
+from parley.conversations.services import group_retry
+from parley.core.errors import ParleyError
 
 
 class MessageInline(admin.TabularInline):
@@ -57,10 +61,49 @@ class MessageGroupAdmin(admin.ModelAdmin):
         "reply_due_at",
         "replied_at",
         "reply_attempts",
+        "failed_at",
+        "short_error",
     )
     list_filter = ("status",)
     search_fields = ("conversation__id",)
     raw_id_fields = ("conversation",)
+    # The reply path owns these: an edit here could break exactly-once (G-3).
+    readonly_fields = (
+        "conversation",
+        "status",
+        "opened_at",
+        "last_message_at",
+        "reply_due_at",
+        "closed_at",
+        "replied_at",
+        "reply_attempts",
+        "last_error",
+        "failed_at",
+    )
+    actions = ["retry_replies"]
+
+    @admin.display(description="last error")
+    def short_error(self, obj: MessageGroup) -> str:
+        return (obj.last_error or "")[:80]
+
+    @admin.action(description="Retry the reply of the selected FAILED groups")
+    def retry_replies(self, request: HttpRequest, queryset: QuerySet[MessageGroup]) -> None:
+        retried, refused = [], []
+        for group_id in queryset.values_list("pk", flat=True):
+            try:
+                group_retry(group_id=group_id)
+            except ParleyError as exc:
+                refused.append(exc.detail)
+            else:
+                retried.append(str(group_id))
+        if retried:
+            self.message_user(
+                request,
+                f"{len(retried)} group(s) sent back to the writer: {', '.join(retried)}.",
+                messages.SUCCESS,
+            )
+        for detail in refused:
+            self.message_user(request, detail, messages.WARNING)
 
 
 @admin.register(BufferedMessage)

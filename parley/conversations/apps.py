@@ -10,3 +10,7 @@ class ConversationsConfig(AppConfig):
 
     def ready(self) -> None:
         from parley.conversations import checks  # noqa: F401  (registers system checks)
+        from parley.conversations.collectors import FailedGroupsCollector
+        from parley.core import metrics
+
+        metrics.SCRAPE_COLLECTORS.append(FailedGroupsCollector())

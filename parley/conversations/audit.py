@@ -1,8 +1,10 @@
-"""The exactly-once ledger (G-3), read from the database.
+"""The exactly-once ledger (G-3, G-8), read from the database.
 
-Every accepted INBOUND message must be listed in exactly one reply, every
-group must have exactly one reply, and no buffered message may sit beside an
-open conversation (B-4). The end-to-end tests, the benchmark and
+Every accepted INBOUND message is in exactly one group; every group has
+exactly one reply or is FAILED with a reason (G-8), and every message is
+listed in exactly one reply unless its group is FAILED; no buffered message
+may sit beside an open conversation (B-4). FAILED groups are counted apart:
+they are neither lost nor answered. The end-to-end tests, the benchmark and
 ``manage.py audit_replies`` all read it from here.
 """
 
@@ -13,7 +15,7 @@ from dataclasses import asdict, dataclass
 from uuid import UUID
 
 from django.db import connection, transaction
-from django.db.models import Count, Exists, OuterRef
+from django.db.models import Count, Exists, OuterRef, Q
 
 from parley.conversations.models import BufferedMessage, Conversation, Message, MessageGroup
 
@@ -23,15 +25,23 @@ class Audit:
     messages: int  # accepted INBOUND messages
     groups: int
     replies: int
-    unanswered_groups: int  # groups that still owe their reply
+    unanswered_groups: int  # groups that still owe their reply (neither REPLIED nor FAILED)
     groups_with_extra_replies: int  # impossible by constraint; counted anyway
-    messages_unanswered: int  # INBOUND ids that no reply lists
+    messages_unanswered: int  # INBOUND ids that no reply lists (outside FAILED groups)
     messages_answered_twice: int  # INBOUND ids that several replies list
     stranded_orphans: int  # still buffered although their conversation exists
+    failed_groups: int = 0  # FAILED with a reason (G-8): an operator may retry them
+    failed_messages: int = 0  # INBOUND messages of those groups, unanswered by design
+    failed_without_reason: int = 0  # FAILED with no last_error: impossible, counted anyway
 
     @property
     def lost(self) -> int:
-        return self.unanswered_groups + self.messages_unanswered + self.stranded_orphans
+        return (
+            self.unanswered_groups
+            + self.messages_unanswered
+            + self.stranded_orphans
+            + self.failed_without_reason
+        )
 
     @property
     def duplicated(self) -> int:
@@ -68,9 +78,20 @@ def _audit(conversation_ids: list[UUID] | None) -> Audit:
         conversations = conversations.filter(pk__in=conversation_ids)
     groups = MessageGroup.objects.filter(conversation__in=conversations)
     group_count = groups.count()
-    unanswered_groups = groups.exclude(status=MessageGroup.Status.REPLIED).count()
+    unanswered_groups = groups.exclude(
+        status__in=[MessageGroup.Status.REPLIED, MessageGroup.Status.FAILED]
+    ).count()
+    failed = groups.filter(status=MessageGroup.Status.FAILED)
+    failed_groups = failed.count()
+    failed_without_reason = failed.filter(Q(last_error__isnull=True) | Q(last_error="")).count()
 
     inbound = Message.objects.filter(conversation__in=conversations, type="INBOUND")
+    failed_ids = {
+        str(pk)
+        for pk in inbound.filter(group__status=MessageGroup.Status.FAILED).values_list(
+            "pk", flat=True
+        )
+    }
     replies = Message.objects.filter(conversation__in=conversations, type="OUTBOUND")
     listed: Counter[str] = Counter()
     for content in replies.values_list("content", flat=True).iterator():
@@ -92,7 +113,12 @@ def _audit(conversation_ids: list[UUID] | None) -> Audit:
         .annotate(n=Count("pk"))
         .filter(n__gt=1)
         .count(),
-        messages_unanswered=sum(1 for pk in inbound_ids if listed[pk] == 0),
+        messages_unanswered=sum(
+            1 for pk in inbound_ids if listed[pk] == 0 and pk not in failed_ids
+        ),
         messages_answered_twice=sum(1 for pk in inbound_ids if listed[pk] > 1),
         stranded_orphans=stranded.count(),
+        failed_groups=failed_groups,
+        failed_messages=len(failed_ids),
+        failed_without_reason=failed_without_reason,
     )

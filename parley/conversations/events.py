@@ -18,6 +18,8 @@ CONVERSATION_OPENED = "conversation.opened"
 CONVERSATION_CLOSED = "conversation.closed"
 MESSAGE_RECEIVED = "message.received"
 REPLY_SENT = "reply.sent"
+REPLY_FAILED = "reply.failed"
+REPLY_RETRIED = "reply.retried"
 
 
 def conversation_opened(
@@ -80,6 +82,43 @@ def reply_sent(
             "conversation_id": str(conversation_id),
             "group_id": group_id,
         },
+    )
+
+
+def reply_failed(
+    *,
+    conversation_id: UUID,
+    tenant_id: UUID,
+    group_id: int,
+    attempts: int,
+    error: str,
+    failed_at: datetime,
+) -> None:
+    """The group is FAILED (G-8): no reply until an operator retries it."""
+    event_append(
+        type=REPLY_FAILED,
+        occurred_at=failed_at,
+        tenant_id=tenant_id,
+        subject=conversation_id,
+        data={
+            "conversation_id": str(conversation_id),
+            "group_id": group_id,
+            "attempts": attempts,
+            "error": error,
+        },
+    )
+
+
+def reply_retried(
+    *, conversation_id: UUID, tenant_id: UUID, group_id: int, retried_at: datetime
+) -> None:
+    """An operator sent a FAILED group back to the writer: its reply is due now."""
+    event_append(
+        type=REPLY_RETRIED,
+        occurred_at=retried_at,
+        tenant_id=tenant_id,
+        subject=conversation_id,
+        data={"conversation_id": str(conversation_id), "group_id": group_id},
     )
 
 

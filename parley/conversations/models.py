@@ -164,6 +164,14 @@ class MessageGroup(models.Model):
                 condition=Q(status__in=["OPEN", "CLOSED"]),
                 name="group_reply_due_idx",
             ),
+            # Serves the FAILED groups (G-8): the admin's and the console's
+            # lists, WHERE status = 'FAILED' ORDER BY failed_at DESC, and
+            # /metrics' count of them.
+            models.Index(
+                fields=["-failed_at"],
+                condition=Q(status="FAILED"),
+                name="group_failed_idx",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -37,3 +37,16 @@ def orphan_is_adoptable(*, received_at: datetime, now: datetime, tolerance: time
     """A buffered message joins its conversation iff that arrives at most
     ``tolerance`` after the message did (B-2, B-3)."""
     return now - received_at <= tolerance
+
+
+def reply_retry_delay(*, attempt: int, base: timedelta, cap: timedelta, jitter: float) -> timedelta:
+    """How long a group waits after its writer's ``attempt``-th failure (G-8).
+
+    Exponential backoff: ``base`` after the first failure, doubled after each
+    one, at most ``cap``; "equal jitter" keeps between half and all of it
+    (``jitter`` in [0, 1], random in production), so groups that failed
+    together, when a bot's backend went down, do not all retry at the same
+    instant.
+    """
+    delay = min(cap, base * (2 ** max(0, attempt - 1)))
+    return delay / 2 + delay / 2 * min(1.0, max(0.0, jitter))

@@ -10,22 +10,46 @@ from celery.signals import task_failure, task_prerun
 from django.db import close_old_connections
 
 from parley.conversations import services
+from parley.conversations.services.runner import runner_time_limits, runners_start
 from parley.core import metrics
 
 log = structlog.get_logger(__name__)
 
+_RUNNER_SOFT_LIMIT, _RUNNER_HARD_LIMIT = runner_time_limits()
+_ONE_GROUP_SOFT_LIMIT, _ONE_GROUP_HARD_LIMIT = services.one_group_time_limits()
 
-@shared_task(name="parley.conversations.tasks.group_reply")
+
+@shared_task(
+    name="parley.conversations.tasks.group_reply",
+    soft_time_limit=_ONE_GROUP_SOFT_LIMIT,
+    time_limit=_ONE_GROUP_HARD_LIMIT,
+)
 def group_reply_task(group_id: int) -> str:
     """Answer one group now (CLOSE_CONVERSATION's G-5). Every other reply is
-    the sweeper's; a group that is not due is left to it."""
+    the sweeper's or a runner's; a group that is not due is left to them."""
     return services.group_reply(group_id=group_id).outcome.value
+
+
+@shared_task(
+    name="parley.conversations.tasks.reply_runner",
+    soft_time_limit=_RUNNER_SOFT_LIMIT,
+    time_limit=_RUNNER_HARD_LIMIT,
+)
+def reply_runner_task() -> dict[str, int]:
+    """Claim, write and record due groups for up to REPLY_RUNNER_SECONDS (G-8)."""
+    # When its budget ends with work left, a successor takes over.
+    report = services.replies_run(handover=lambda: runners_start(1))
+    return {"replied": report.replied, "failed_attempts": report.failed_attempts}
 
 
 @shared_task(name="parley.conversations.tasks.sweep")
 def sweep() -> dict[str, int]:
     report = services.due_work_sweep()
-    return {"orphans_expired": report.orphans_expired, "groups_replied": report.groups_replied}
+    return {
+        "orphans_expired": report.orphans_expired,
+        "groups_replied": report.groups_replied,
+        "runners_started": report.runners_started,
+    }
 
 
 @task_prerun.connect

@@ -90,6 +90,20 @@ class InvalidSignature(ParleyError):
     title = "Missing or invalid webhook signature"
 
 
+class GroupNotFound(ParleyError):
+    status = 404
+    code = "group_not_found"
+    title = "Message group not found"
+
+
+class GroupNotFailed(ParleyError):
+    """Only a FAILED group can be sent back to the writer (G-8)."""
+
+    status = 409
+    code = "group_not_failed"
+    title = "Message group is not FAILED"
+
+
 def problem_body(
     *, status: int, code: str, title: str, detail: str, errors: dict[str, list[str]] | None = None
 ) -> dict[str, Any]:

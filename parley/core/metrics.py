@@ -21,6 +21,7 @@ from prometheus_client import (
     multiprocess,
     values,
 )
+from prometheus_client.registry import Collector
 
 # prometheus_client names each process's file by pid, and pids repeat across
 # containers that share the folder (web and worker both have a pid 7): add
@@ -62,6 +63,36 @@ TASK_FAILURES = Counter(
     ["task"],
 )
 
+# Reply writers (G-8). With PROMETHEUS_MULTIPROC_DIR the gauge sums the calls
+# in flight in every worker process: the writer concurrency reached.
+REPLY_WRITER_CALLS = Counter(
+    "parley_reply_writer_calls_total",
+    "Calls of the reply writer, by result: ok, error (it raised or returned no text), timeout.",
+    ["result"],
+)
+REPLY_WRITER_SECONDS = Histogram(
+    "parley_reply_writer_seconds",
+    "How long a call of the reply writer took.",
+    buckets=(0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 20, 30, 60),
+)
+REPLY_WRITERS_ACTIVE = Gauge(
+    "parley_reply_writers_active",
+    "Calls of the reply writer in flight right now.",
+    multiprocess_mode="livesum",
+)
+REPLY_RETRIES = Counter(
+    "parley_reply_retries_total",
+    "Writer failures after which the group is due again later (backoff).",
+)
+GROUPS_FAILED = Counter(
+    "parley_groups_failed_total",
+    "Groups marked FAILED after REPLY_MAX_ATTEMPTS failed attempts.",
+)
+GROUPS_RETRIED = Counter(
+    "parley_groups_retried_total",
+    "FAILED groups an operator sent back to the writer.",
+)
+
 LIVE_WAITERS = Gauge(
     "parley_live_waiters",
     "Requests of the live process waiting on a channel right now (long polls, streams).",
@@ -74,10 +105,17 @@ LIVE_BELL_RECONNECTS = Counter(
 )
 
 
+# Collectors whose values are read when /metrics is scraped (from the database,
+# say), registered by the apps that own them (``AppConfig.ready``).
+SCRAPE_COLLECTORS: list[Collector] = []
+
+
 def render() -> tuple[bytes, str]:
     """The exposition text for every process that shares the metrics folder."""
+    registry = CollectorRegistry()
+    for collector in SCRAPE_COLLECTORS:
+        registry.register(collector)
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
         return generate_latest(registry), CONTENT_TYPE_LATEST
-    return generate_latest(), CONTENT_TYPE_LATEST
+    return generate_latest() + generate_latest(registry), CONTENT_TYPE_LATEST

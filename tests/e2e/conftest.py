@@ -139,7 +139,7 @@ class Stack:
                 "config",
                 "worker",
                 "--concurrency",
-                "2",
+                self.env.get("WORKER_CONCURRENCY", "2"),
                 "--loglevel",
                 "INFO",
                 "--without-mingle",
@@ -276,7 +276,9 @@ def stack_env(
     env = {
         key: value
         for key, value in os.environ.items()
-        if not key.startswith(("PYTEST_", "CELERY_", "GROUP_", "ORPHAN_", "SWEEP_"))
+        if not key.startswith(
+            ("PYTEST_", "CELERY_", "GROUP_", "ORPHAN_", "SWEEP_", "REPLY_", "WORKER_")
+        )
     }
     if broker_url is None and settings.REDIS_URL:
         broker_url = redis_broker_url()

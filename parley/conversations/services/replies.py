@@ -1,8 +1,10 @@
-"""The reply path of one group: claim, write, record (G-2, G-3)."""
+"""The reply path of one group: claim, write, record (G-2, G-3), and what a claim holds."""
 
 from __future__ import annotations
 
 import enum
+import math
+import traceback
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -15,14 +17,11 @@ from django.utils import timezone
 
 from parley.conversations import events
 from parley.conversations.models import Message, MessageGroup
-from parley.conversations.replies import InboundMessage, ReplyRequest, get_reply_writer
 from parley.conversations.services._common import (
     CONVERSATION_TABLE,
     GROUP_TABLE,
-    MESSAGE_TABLE,
     conversation_field,
     group_field,
-    message_field,
     select_rows,
 )
 from parley.core import metrics, sql
@@ -35,12 +34,32 @@ class ReplyOutcome(enum.Enum):
     NOT_DUE = "not_due"  # the group is still collecting; try again at its due time
     LEASED = "leased"  # another runner is writing it
     DONE = "done"  # already replied (a second run, or a runner that lost its lease)
+    RETRY = "retry"  # the writer failed; the group is due again after a backoff (G-8)
+    FAILED = "failed"  # the writer failed REPLY_MAX_ATTEMPTS times: FAILED (G-8)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A group a runner holds: claimed (CLOSED) and leased until ``lease_end``.
+
+    ``lease_end`` is also the claim's token: a failure is recorded only while
+    the group still carries it, so a runner that outlived its lease never
+    overrides the runner that took the group over.
+    """
+
+    group_id: int
+    conversation_id: UUID
+    tenant_id: UUID
+    last_message_at: datetime
+    attempts: int  # reply_attempts after this claim: 1 on the first
+    lease_end: datetime
 
 
 @dataclass(frozen=True)
 class ReplyResult:
     outcome: ReplyOutcome
     due_at: datetime | None = None
+    claimed: Claimed | None = None  # set by a successful claim
 
 
 def group_reply(*, group_id: int) -> ReplyResult:
@@ -49,42 +68,74 @@ def group_reply(*, group_id: int) -> ReplyResult:
     1. Claim, under the conversation lock: an OPEN group that is due becomes
        CLOSED (no message can join it any more), and the claimer takes a
        lease by moving ``reply_due_at`` to the end of it.
-    2. Write the text, outside any transaction: the writer may be slow.
+    2. Write the text, outside any transaction: the writer may be slow. Its
+       failure (or timeout) makes the group due again after a backoff, or
+       FAILED after REPLY_MAX_ATTEMPTS (G-8).
     3. Record, under the lock: insert the OUTBOUND message and mark the group
        REPLIED. The one-to-one ``reply_to`` makes a second reply impossible,
        even for a runner whose lease ran out.
 
     Safe to call any number of times, from the CLOSE_CONVERSATION task and the
     portable sweep alike. It takes only the group id: each step finds the
-    conversation to lock in the same statement that locks it. A reply costs
-    8 round trips (claim 3, read 1, record 4), a group that is not due yet 2.
+    conversation to lock in the same statement that locks it.
     """
+    # Imported here: these modules build on this one's claim and record.
+    from parley.conversations.services.context import reply_requests
+    from parley.conversations.services.failures import group_reply_failed, runner_lost
+    from parley.conversations.writing import writer_calls
+
     claim = _group_claim(group_id)
-    if claim.outcome is not ReplyOutcome.REPLIED:
+    if claim.claimed is None:
         return claim
-    # A claimed group is CLOSED: its messages and last arrival no longer change.
-    rows = select_rows(_GROUP_MESSAGES, [(group_field("id"), group_id)], _group_messages_columns())
-    if not rows:  # deleted meanwhile (with its conversation)
-        return ReplyResult(ReplyOutcome.DONE)
-    conversation_id, last_message_at = rows[0][0], rows[0][1]
-    request = ReplyRequest(
-        conversation_id=conversation_id,
-        group_id=group_id,
-        messages=[
-            InboundMessage(id=row[2], content=row[3], timestamp=row[4])
-            for row in rows
-            if row[2] is not None
-        ],
-        language=settings.REPLY_LANGUAGE,
-    )
-    content = get_reply_writer()(request)
+    claimed = claim.claimed
+    if claimed.attempts > settings.REPLY_MAX_ATTEMPTS:
+        return group_reply_failed(claimed, error=runner_lost(claimed))
+    [request] = reply_requests([claimed])
+    try:
+        with writer_calls() as calls:
+            content = calls.submit(request).result()
+    except Exception as exc:
+        return group_reply_failed(claimed, error=writer_failed(claimed, exc))
     return _group_record_reply(
         group_id,
         content,
         size=len(request.messages),
-        conversation_id=conversation_id,
-        last_message_at=last_message_at,
+        conversation_id=claimed.conversation_id,
+        last_message_at=claimed.last_message_at,
     )
+
+
+def one_group_time_limits() -> tuple[int, int]:
+    """Soft and hard time limits, in whole seconds, of the task that answers one group
+    (CLOSE_CONVERSATION): the task's usual limits, raised when a writer call may take
+    longer."""
+    soft = max(
+        settings.CELERY_TASK_SOFT_TIME_LIMIT,
+        math.ceil(settings.REPLY_WRITER_TIMEOUT.total_seconds()) + 2,
+    )
+    return soft, max(settings.CELERY_TASK_TIME_LIMIT, soft + 3)
+
+
+def writer_failed(claimed: Claimed, exc: BaseException) -> str:
+    """Log a writer's failure; return the short, redacted account stored on the group."""
+    from parley.conversations.writing import describe_error
+
+    error = describe_error(exc)
+    # The frames say where it failed; the message itself may carry secrets,
+    # so only its redacted summary is logged.
+    where = [
+        f"{frame.filename.rsplit('/', 1)[-1]}:{frame.lineno} in {frame.name}"
+        for frame in traceback.extract_tb(exc.__traceback__)[-3:]
+    ]
+    log.warning(
+        "reply_writer_failed",
+        conversation_id=str(claimed.conversation_id),
+        group_id=claimed.group_id,
+        attempt=claimed.attempts,
+        error=error,
+        where=where,
+    )
+    return error
 
 
 # The reply path's statements, as raw SQL like the hot path's (parley.core.sql).
@@ -106,11 +157,10 @@ _CLAIM_GROUP = f"""
         reply_attempts = reply_attempts + 1
     WHERE id = %s AND status IN ('OPEN', 'CLOSED') AND reply_due_at <= %s
 """  # noqa: S608
-_GROUP_MESSAGES = f"""
-    SELECT g.conversation_id, g.last_message_at, m.id, m.content, m.timestamp
-    FROM {GROUP_TABLE} g LEFT JOIN {MESSAGE_TABLE} m ON m.group_id = g.id
+_CLAIMED_GROUP = f"""
+    SELECT g.conversation_id, c.tenant_id, g.last_message_at, g.reply_attempts
+    FROM {GROUP_TABLE} g JOIN {CONVERSATION_TABLE} c ON c.id = g.conversation_id
     WHERE g.id = %s
-    ORDER BY m.timestamp, m.received_at, m.id
 """  # noqa: S608
 _LOCK_CONVERSATION_OF_GROUP = f"""
     UPDATE {CONVERSATION_TABLE} SET updated_at = %s
@@ -120,7 +170,7 @@ _LOCK_CONVERSATION_OF_GROUP = f"""
 _MARK_REPLIED = f"""
     UPDATE {GROUP_TABLE} SET status = 'REPLIED', replied_at = %s, reply_due_at = NULL
     WHERE id = %s AND status <> 'REPLIED'
-"""  # noqa: S608
+"""  # noqa: S608  (a FAILED group that a late runner answers after all is answered)
 
 
 def _read_group_columns() -> list[Any]:
@@ -132,13 +182,12 @@ def _read_group_columns() -> list[Any]:
     ]
 
 
-def _group_messages_columns() -> list[Any]:
+def _claimed_group_columns() -> list[Any]:
     return [
         group_field("conversation"),
+        conversation_field("tenant"),
         group_field("last_message_at"),
-        message_field("id"),
-        message_field("content"),
-        message_field("timestamp"),
+        group_field("reply_attempts"),
     ]
 
 
@@ -164,26 +213,41 @@ def _lock_group(group_id: int) -> tuple[str, datetime | None] | None:
 
 
 def _group_claim(group_id: int) -> ReplyResult:
+    """Claim one group if it is due: outcome REPLIED (the claim is ``claimed``), or why not."""
     with transaction.atomic():
         now = timezone.now()
+        lease_end = now + settings.REPLY_LEASE
         found = _lock_group(group_id)
         if found is None:
             return ReplyResult(ReplyOutcome.DONE)
         status, due_at = found
-        if status != MessageGroup.Status.REPLIED:
+        if status in (MessageGroup.Status.OPEN, MessageGroup.Status.CLOSED):
             assert due_at is not None
             if due_at <= now:
                 claimed = sql.execute(
                     _CLAIM_GROUP,
                     [
                         (group_field("closed_at"), now),
-                        (group_field("reply_due_at"), now + settings.REPLY_LEASE),
+                        (group_field("reply_due_at"), lease_end),
                         (group_field("id"), group_id),
                         (group_field("reply_due_at"), now),
                     ],
                 )
                 if claimed:
-                    return ReplyResult(ReplyOutcome.REPLIED)
+                    conversation_id, tenant_id, last_message_at, attempts = select_rows(
+                        _CLAIMED_GROUP, [(group_field("id"), group_id)], _claimed_group_columns()
+                    )[0]
+                    return ReplyResult(
+                        ReplyOutcome.REPLIED,
+                        claimed=Claimed(
+                            group_id=group_id,
+                            conversation_id=conversation_id,
+                            tenant_id=tenant_id,
+                            last_message_at=last_message_at,
+                            attempts=attempts,
+                            lease_end=lease_end,
+                        ),
+                    )
                 # The group changed while this runner waited for the lock
                 # (another runner claimed or answered it, or a message moved
                 # its due time on): read it again, under the lock.
@@ -192,6 +256,8 @@ def _group_claim(group_id: int) -> ReplyResult:
                 )[0]
         if status == MessageGroup.Status.REPLIED:
             return ReplyResult(ReplyOutcome.DONE)
+        if status == MessageGroup.Status.FAILED:
+            return ReplyResult(ReplyOutcome.FAILED)
         # Not due: a stale hint here only makes the caller try again, early.
         outcome = (
             ReplyOutcome.NOT_DUE if status == MessageGroup.Status.OPEN else ReplyOutcome.LEASED

@@ -49,6 +49,9 @@ def test_a_clean_run_has_nothing_lost_or_duplicated() -> None:
         "messages_unanswered": 0,
         "messages_answered_twice": 0,
         "stranded_orphans": 0,
+        "failed_groups": 0,
+        "failed_messages": 0,
+        "failed_without_reason": 0,
         "lost": 0,
         "duplicated": 0,
     }

@@ -409,7 +409,10 @@ def test_sweeper_goes_on_past_a_group_whose_writer_fails(clock: time_machine.Tra
     ingest(second, content="fine")
     clock.shift(5)
 
-    with override_settings(REPLY_WRITER="parley.conversations.tests.test_services.failing_writer"):
+    with override_settings(
+        REPLY_WRITER="parley.conversations.tests.test_services.failing_writer",
+        REPLY_RUNNER="sweep",  # a custom writer would fan out to runners (test_runners.py)
+    ):
         assert services.due_work_sweep().groups_replied == 1
     assert (len(replies_of(first)), len(replies_of(second))) == (0, 1)
     # The failed group's lease ends; the next sweep after it tries again.
