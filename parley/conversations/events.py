@@ -18,6 +18,7 @@ CONVERSATION_OPENED = "conversation.opened"
 CONVERSATION_CLOSED = "conversation.closed"
 MESSAGE_RECEIVED = "message.received"
 REPLY_SENT = "reply.sent"
+MESSAGE_SENT = "message.sent"
 
 
 def conversation_opened(
@@ -92,4 +93,28 @@ def conversation_closed(
         tenant_id=tenant_id,
         subject=conversation_id,
         data={"conversation_id": str(conversation_id), "reason": reason},
+    )
+
+
+def message_sent(
+    *,
+    message_id: UUID,
+    conversation_id: UUID,
+    tenant_id: UUID,
+    timestamp: datetime,
+    received_at: datetime,
+    external_id: str | None,
+) -> None:
+    """An OUTBOUND message written by someone else (an agent: the seed's message.sent, Q-2)."""
+    event_append(
+        type=MESSAGE_SENT,
+        occurred_at=received_at,
+        tenant_id=tenant_id,
+        subject=conversation_id,
+        data={
+            "message_id": str(message_id),
+            "conversation_id": str(conversation_id),
+            "timestamp": iso(timestamp),
+            "external_id": external_id,
+        },
     )

@@ -1,0 +1,72 @@
+"""Amazon SQS: one FIFO queue ``INTAKE_QUEUE`` (``parley-events.fifo``).
+
+``MessageGroupId`` is the conversation key: SQS hands out the messages of a
+group one at a time, in order, whatever the number of consumers, and the
+groups of different conversations in parallel (Q-5). Deduplication is the
+inbox's (Q-6): ``MessageDeduplicationId`` is never relied on (it lasts five
+minutes). Credentials and endpoint come from the standard ``AWS_*``
+variables; kombu's ``predefined_queues``, region and the rest from
+``INTAKE_TRANSPORT_OPTIONS``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from kombu import Exchange, Producer, Queue
+from kombu.message import Message
+
+from parley.intake.transports import register
+from parley.intake.transports.base import Transport
+
+
+@register
+class SqsTransport(Transport):
+    source = "sqs"
+    schemes = ("sqs",)
+    default_queue = "parley-events.fifo"
+    default_options = {
+        # Long polls of 1 s and no pause between them: an event waits at
+        # most about a second (kombu's defaults add up to 11 s).
+        "wait_time_seconds": 1,
+        "polling_interval": 0,
+        # An unacknowledged message comes back after this; it must exceed
+        # the time a batch can take (kombu's default is 30 minutes).
+        "visibility_timeout": 60,
+    }
+
+    def queues(self) -> list[Queue]:
+        exchange = Exchange(self.name, type="direct", durable=True)
+        return [Queue(self.name, exchange=exchange, routing_key=self.name, durable=True)]
+
+    def deliveries(self, message: Message) -> int:
+        sqs_message = message.delivery_info.get("sqs_message") or {}
+        count = (sqs_message.get("Attributes") or {}).get("ApproximateReceiveCount")
+        try:
+            return max(1, int(count))
+        except (TypeError, ValueError):
+            return super().deliveries(message)
+
+    def lag(self, channel: Any, queues: Sequence[Queue]) -> dict[str, int]:
+        depths = {}
+        for queue in queues:
+            url = channel._new_queue(queue.name)
+            attributes = channel.sqs(queue=queue.name).get_queue_attributes(
+                QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"]
+            )["Attributes"]
+            depths[queue.name] = int(attributes["ApproximateNumberOfMessages"])
+        return depths
+
+    def publish(self, producer: Producer, body: bytes, key: str) -> None:
+        queue = self.queues()[0]
+        producer.publish(
+            body,
+            exchange=queue.exchange,
+            routing_key=queue.routing_key,
+            content_type="application/json",
+            content_encoding="binary",
+            declare=[queue],
+            retry=True,
+            MessageGroupId=key,
+        )
