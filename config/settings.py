@@ -340,7 +340,7 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     # Two "status" fields with different choices: each enum gets its own name.
     "ENUM_NAME_OVERRIDES": {
-        "ConversationStatusEnum": ["OPEN", "CLOSED"],
+        "ConversationStatusEnum": "parley.conversations.models.Conversation.Status",
         "AcceptedStatusEnum": ["queued", "buffered", "stored", "recorded"],
     },
     "POSTPROCESSING_HOOKS": [

@@ -284,6 +284,25 @@ def envelope_time(created_at: str) -> datetime | None:
     return to_utc(moment, "data.message.created_at")
 
 
+def _openapi_3_0(schema: Any) -> Any:
+    """msgspec writes JSON Schema: ``anyOf [X, {type: null}]`` becomes OpenAPI 3.0's nullable."""
+    if isinstance(schema, list):
+        return [_openapi_3_0(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    schema = {key: _openapi_3_0(value) for key, value in schema.items()}
+    options = schema.get("anyOf")
+    if isinstance(options, list) and {"type": "null"} in options:
+        rest = [option for option in options if option != {"type": "null"}]
+        del schema["anyOf"]
+        if len(rest) == 1 and "$ref" not in rest[0]:
+            schema.update(rest[0])
+        else:
+            schema["anyOf"] = rest
+        schema["nullable"] = True
+    return schema
+
+
 def openapi_components() -> dict[str, Any]:
     """OpenAPI component schemas for the three events, from the structs themselves."""
     _, components = msgspec.json.schema_components(
@@ -297,4 +316,4 @@ def openapi_components() -> dict[str, Any]:
         ],
         ref_template="#/components/schemas/{name}",
     )
-    return components
+    return {name: _openapi_3_0(schema) for name, schema in components.items()}

@@ -72,13 +72,14 @@ _LOCK_OPEN_OF_KEY = f"""
     WHERE tenant_id = %s AND channel_uuid = %s AND contact_urn = %s AND status = 'OPEN'
     RETURNING id
 """  # noqa: S608  (table name from the model)
-# The conflict target names the partial unique index by its columns and predicate.
+# The conflict target names the partial unique index by its columns and its
+# predicate, spelled as Django created it (SQLite matches it literally).
 _CREATE_FOR_KEY = f"""
     INSERT INTO {CONVERSATION_TABLE}
         (id, status, tenant_id, channel_uuid, contact_urn, created_at, updated_at)
     VALUES (%s, 'OPEN', %s, %s, %s, %s, %s)
     ON CONFLICT (tenant_id, channel_uuid, contact_urn)
-        WHERE status = 'OPEN' AND channel_uuid IS NOT NULL
+        WHERE ("channel_uuid" IS NOT NULL AND "status" = 'OPEN')
     DO NOTHING
 """  # noqa: S608
 
