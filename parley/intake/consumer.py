@@ -279,6 +279,7 @@ class EventConsumer:
         self.stopping.set()
         for thread in self._threads:
             thread.join(timeout=settings.INTAKE_SHUTDOWN_SECONDS)
+        connection.close()  # the leases' connection, on this thread
 
     # --- workers ----------------------------------------------------------------
 

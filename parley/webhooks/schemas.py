@@ -224,6 +224,7 @@ def parse_event(body: bytes) -> AnyEvent:
     try:
         return _normalise(_decoder.decode(body))
     except msgspec.ValidationError as exc:
+        _require_utf8(body)
         if _error_field(str(exc)) != "type" or not _MISSING.match(str(exc)):
             raise _validation_error(exc, EVENT_TYPES) from exc
         native_error = exc
@@ -247,6 +248,18 @@ def parse_event(body: bytes) -> AnyEvent:
                 },
             ) from native_error
         raise _validation_error(exc, ENVELOPE_TYPES) from exc
+
+
+def _require_utf8(body: bytes) -> None:
+    """msgspec stops at the first schema error, before it has read every string: a
+    body that is not UTF-8 must be called so, whatever else is wrong with it."""
+    try:
+        body.decode()
+    except UnicodeDecodeError as exc:
+        raise UnparsableBody(
+            "The body is not valid JSON.",
+            errors={"non_field_errors": [f"Not UTF-8: {exc.reason} at byte {exc.start}."]},
+        ) from exc
 
 
 def to_utc(moment: datetime, field: str) -> datetime:

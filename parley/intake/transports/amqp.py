@@ -65,14 +65,15 @@ class AmqpTransport(Transport):
         return self.name  # the exchange picks the queue
 
     def publish(self, producer: Producer, body: bytes, key: str) -> None:
-        exchange = self.exchange()
+        # The queues and bindings too (once per connection): an x-consistent-hash
+        # exchange without bindings drops what it is given.
         producer.publish(
             body,
-            exchange=exchange,
+            exchange=self.exchange(),
             routing_key=key,
             content_type="application/json",
             content_encoding="binary",
             delivery_mode=2,
-            declare=[exchange],
+            declare=self.queues(),
             retry=True,
         )
