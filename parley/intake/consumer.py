@@ -159,9 +159,9 @@ class EventConsumer:
         else:
             if reconnected:
                 # The messages the lost channel held unacked come back once
-                # kombu's visibility timeout has passed: wait for them, so that
-                # they are read before what followed them.
-                self.stopping.wait(float(self.transport.transport_options["visibility_timeout"]))
+                # the broker notices (Redis: kombu's visibility timeout): wait
+                # for them, so that they are read before what followed them.
+                self.stopping.wait(self.transport.restore_delay())
             self._beat(channel, generation, force_restore=True)
         if not self._ready_logged or reconnected:
             log.info(

@@ -3,9 +3,9 @@
 Each line is one webhook body (either envelope). It goes to the partition of
 its conversation key (``parley.webhooks.dispatch.event_key``), the way the
 README's wire contract tells producers in other languages to do it. A line
-Parley cannot parse is published all the same (under the key ``""``): the
-consumer keeps it as a dead letter, which is what a producer's mistake
-should come to.
+Parley cannot parse is published all the same (under the key
+``UNPARSABLE_KEY``): the consumer keeps it as a dead letter, which is what a
+producer's mistake should come to.
 """
 
 from __future__ import annotations
@@ -19,6 +19,9 @@ from parley.core.errors import ParleyError
 from parley.intake.transports import Transport, for_url
 from parley.webhooks.dispatch import event_key
 from parley.webhooks.schemas import parse_event
+
+
+UNPARSABLE_KEY = "unparsable"
 
 
 @dataclass
@@ -78,9 +81,9 @@ def publish_events(
                 while (now_ms := int(time.monotonic() * 1000)) <= last_ms:
                     time.sleep(0.0002)
                 last_ms = now_ms
-            transport.publish(producer, body, key or "")
+            transport.publish(producer, body, key or UNPARSABLE_KEY)
             summary.published += 1
-            summary.by_queue[transport.queue_of(key or "")] += 1
+            summary.by_queue[transport.queue_of(key or UNPARSABLE_KEY)] += 1
             if progress is not None:
                 progress(summary.published)
     summary.seconds = time.monotonic() - started

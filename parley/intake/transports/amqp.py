@@ -4,9 +4,13 @@ Producers publish to the durable exchange ``INTAKE_QUEUE`` (``parley.events``)
 of type ``x-consistent-hash`` with the conversation key as routing key; the
 exchange hashes the key onto ``INTAKE_PARTITIONS`` queues ``parley.events.N``,
 each bound with weight 1. Every queue is a durable quorum queue with
-``x-single-active-consumer``: all consumers subscribe to all queues and the
-broker delivers each queue to one of them at a time, failing over when it
-goes away, so a conversation's events are applied in publish order (Q-5).
+``x-single-active-consumer``: the broker delivers a queue to one consumer at
+a time, so a conversation's events are applied in publish order (Q-5). On
+their own, single-active-consumer queues would all go to the first consumer
+that subscribes; so consumers share the queues with the same leases as on
+Redis (``parley.intake.leases``) and subscribe to the ones they hold, and the
+broker's rule stays underneath as the guarantee. A consumer's unacknowledged
+messages go back to the head of their queue when its connection closes.
 Quorum queues count redeliveries (``x-delivery-count``) and keep messages
 across a broker restart.
 """
@@ -29,6 +33,7 @@ QUEUE_ARGUMENTS = {"x-queue-type": "quorum", "x-single-active-consumer": True}
 class AmqpTransport(Transport):
     source = "amqp"
     schemes = ("amqp", "amqps", "pyamqp")
+    leased = True
     # Publisher confirms: publish_events returns only once the broker has the messages.
     default_options = {"confirm_publish": True}
 

@@ -72,6 +72,10 @@ class Transport:
     def before_claim(self, channel: Any) -> None:
         """Leased transports: make a dead reader's unacknowledged messages readable again."""
 
+    def restore_delay(self) -> float:
+        """Seconds after a lost connection until its unacknowledged messages are readable again."""
+        return 0.0
+
     # --- publishing -----------------------------------------------------------
 
     def publish(self, producer: Producer, body: bytes, key: str) -> None:

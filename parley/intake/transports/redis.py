@@ -43,6 +43,9 @@ class RedisTransport(Transport):
         with channel.conn_or_acquire() as client:
             return {queue.name: int(client.llen(queue.name)) for queue in queues}
 
+    def restore_delay(self) -> float:
+        return float(self.transport_options["visibility_timeout"])
+
     def before_claim(self, channel: Any) -> None:
         """Put messages whose consumer died (visibility timeout passed) back at their heads."""
         channel.qos.restore_visible(num=1000, interval=1)

@@ -11,6 +11,8 @@ variables; kombu's ``predefined_queues``, region and the rest from
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,6 +21,17 @@ from kombu.message import Message
 
 from parley.intake.transports import register
 from parley.intake.transports.base import Transport
+
+
+# What SQS takes as a MessageGroupId: 1 to 128 ASCII letters, digits and punctuation.
+_GROUP_ID = re.compile(r"^[A-Za-z0-9!-/:-@\[-`{-~]{1,128}$")
+
+
+def group_id(key: str) -> str:
+    """The key itself, or ``sha256:<hex>`` of it when SQS would refuse it (too long, non-ASCII)."""
+    if _GROUP_ID.match(key):
+        return key
+    return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
 
 
 @register
@@ -68,5 +81,5 @@ class SqsTransport(Transport):
             content_encoding="binary",
             declare=[queue],
             retry=True,
-            MessageGroupId=key,
+            MessageGroupId=group_id(key),
         )
