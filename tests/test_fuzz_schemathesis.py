@@ -127,7 +127,15 @@ def keep_test_connection() -> Iterator[None]:
 
 def test_the_schema_loads_with_the_api_endpoints() -> None:
     """The fuzz tests are parametrized from the schema: an empty one would test nothing."""
-    assert {"GET /conversations/{conversation_id}/", "POST /webhook/"} <= set(operation_labels())
+    assert {
+        "GET /conversations/{conversation_id}/",
+        "GET /conversations/",
+        "POST /webhook/",
+        "GET /tenants/{tenant_id}/",
+        "PUT /tenants/{tenant_id}/",
+        "GET /intake/dead-letters/",
+        "POST /intake/dead-letters/{dead_letter_id}/redrive",
+    } <= set(operation_labels())
 
 
 @pytest.mark.django_db

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
@@ -23,7 +23,7 @@ _UNAUTHENTICATED = "not_authenticated: API_TOKEN is set and the bearer token is 
 
 class DeadLetterOutput(serializers.Serializer):
     id = serializers.IntegerField()
-    source = serializers.ChoiceField(choices=list(SOURCES))
+    source = serializers.ChoiceField(choices=list(SOURCES))  # type: ignore[assignment]
     received_at = serializers.DateTimeField()
     reason = serializers.CharField()
     code = serializers.CharField(

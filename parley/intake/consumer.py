@@ -223,7 +223,10 @@ class EventConsumer:
     def _on_message(self, queue_name: str, generation: int, message: Message) -> None:
         deliveries = self.transport.deliveries(message)
         item = services.incoming(
-            message.body, source=self.transport.source, queue=queue_name, deliveries=deliveries
+            message.body or b"",
+            source=self.transport.source,
+            queue=queue_name,
+            deliveries=deliveries,
         )
         if deliveries > 1:
             metrics.EVENTS.labels(source=item.source, outcome="redelivered").inc()

@@ -41,9 +41,7 @@ class LeaseKeeper:
             IntakeConsumer.objects.update_or_create(
                 owner=self.owner, defaults={"source": self.source, "seen_at": now}
             )
-            live = IntakeConsumer.objects.filter(
-                source=self.source, seen_at__gte=now - ttl
-            ).count()
+            live = IntakeConsumer.objects.filter(source=self.source, seen_at__gte=now - ttl).count()
             names = {self.lease_name(q): q for q in self.queues}
             renewed = set(
                 PartitionLease.objects.filter(

@@ -20,7 +20,6 @@ from parley.intake.transports import Transport, for_url
 from parley.webhooks.dispatch import event_key
 from parley.webhooks.schemas import parse_event
 
-
 UNPARSABLE_KEY = "unparsable"
 
 

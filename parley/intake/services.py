@@ -19,6 +19,7 @@ import base64
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import structlog
@@ -249,6 +250,6 @@ def _redrive_apply(item: Incoming) -> tuple[Outcome, str | None]:
 
 def inbox_prune(*, older_than_days: float) -> int:
     """Forget applied events older than the retention: a later resend would apply again."""
-    cutoff = timezone.now() - timezone.timedelta(days=older_than_days)
+    cutoff = timezone.now() - timedelta(days=older_than_days)
     deleted, _ = InboxEvent.objects.filter(applied_at__lt=cutoff).delete()
     return deleted

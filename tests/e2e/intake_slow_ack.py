@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Any
 
 import django
 
@@ -22,7 +23,7 @@ from parley.intake.consumer import EventConsumer  # noqa: E402
 _settled = EventConsumer._settled
 
 
-def _settled_later(self: EventConsumer, batch: list) -> None:  # type: ignore[type-arg]
+def _settled_later(self: EventConsumer, batch: list[Any]) -> None:
     print("committed", len(batch), flush=True)
     time.sleep(float(os.environ["ACK_DELAY"]))
     _settled(self, batch)

@@ -6,7 +6,6 @@ Redis as they run here and moto's SQS server, on the test database.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -26,12 +25,8 @@ from parley.conversations.models import Message
 from parley.intake.models import DeadLetter, InboxEvent, PartitionLease
 from parley.intake.publish import publish_events
 from parley.outbox.models import OutboxEvent
-from tests.brokers import (  # noqa: F401  (fixtures)
-    amqp_vhost,
-    broker,
+from tests.brokers import (
     rabbitmqctl,
-    redis_intake_url,
-    sqs_endpoint,
     transport_of,
     wait_for,
 )
@@ -112,12 +107,15 @@ class Consumers:
                 proc.wait()
 
     def dump(self) -> str:
-        return "\n".join(f"--- {log.name}\n{log.read_text(errors='replace')[-3000:]}"
-                         for log in self.logs)
+        return "\n".join(
+            f"--- {log.name}\n{log.read_text(errors='replace')[-3000:]}" for log in self.logs
+        )
 
 
 @pytest.fixture
-def consumers(broker: dict[str, Any], tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Consumers]:
+def consumers(
+    broker: dict[str, Any], tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Consumers]:
     running = Consumers(broker, tmp_path)
     failed_before = request.session.testsfailed
     try:
@@ -162,8 +160,13 @@ def test_two_consumers_race_on_interleaved_conversations_in_order_with_poison_be
     if consumers.broker["kind"] != "sqs":
         # Both hold partitions: the leases split them between the two.
         wait_for(
-            lambda: PartitionLease.objects.filter(owner__isnull=False)
-            .values("owner").distinct().count() == 2,
+            lambda: (
+                PartitionLease.objects.filter(owner__isnull=False)
+                .values("owner")
+                .distinct()
+                .count()
+                == 2
+            ),
             30,
             "the partitions to be shared",
         )
@@ -178,7 +181,9 @@ def test_two_consumers_race_on_interleaved_conversations_in_order_with_poison_be
     assert_in_order(order)
     assert Message.objects.count() == 12 * 10
     assert sorted(DeadLetter.objects.values_list("code", flat=True)) == [
-        "invalid_json", "invalid_json", "unknown_type",
+        "invalid_json",
+        "invalid_json",
+        "unknown_type",
     ]
 
 
@@ -241,7 +246,9 @@ def test_a_rabbitmq_restart_mid_run_loses_nothing_and_applies_nothing_twice(
 
     def publish() -> None:
         for start in range(0, len(lines), 10):
-            published.append(publish_events(lines[start : start + 10], transport=transport).published)
+            published.append(
+                publish_events(lines[start : start + 10], transport=transport).published
+            )
             time.sleep(0.05)
 
     publisher = threading.Thread(target=publish)
@@ -279,12 +286,13 @@ def test_a_slow_conversation_holds_up_no_other(consumers: Consumers) -> None:
 
     db = connection.settings_dict
     with psycopg.connect(
-        host=db["HOST"] or "127.0.0.1", port=db["PORT"] or 5432, user=db["USER"],
-        dbname=db["NAME"], autocommit=False,
+        host=db["HOST"] or "127.0.0.1",
+        port=db["PORT"] or 5432,
+        user=db["USER"],
+        dbname=db["NAME"],
+        autocommit=False,
     ) as holder:
-        holder.execute(
-            "SELECT 1 FROM conversations_conversation WHERE id = %s FOR UPDATE", [stuck]
-        )
+        holder.execute("SELECT 1 FROM conversations_conversation WHERE id = %s FOR UPDATE", [stuck])
         started = time.monotonic()
         publish_events([stuck_message, *lines], transport=transport)
         wait_for(
@@ -295,5 +303,7 @@ def test_a_slow_conversation_holds_up_no_other(consumers: Consumers) -> None:
         holder.rollback()
     wait_for(lambda: Message.objects.filter(conversation_id=stuck).exists(), 30, "the stuck one")
     assert_in_order(order)
-    print(f"\nwhile one conversation was blocked, {len(lines)} events of 6 others applied "
-          f"in {others_took:.2f} s")
+    print(
+        f"\nwhile one conversation was blocked, {len(lines)} events of 6 others applied "
+        f"in {others_took:.2f} s"
+    )

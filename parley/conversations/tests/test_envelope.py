@@ -12,6 +12,7 @@ from django.db import connection
 from parley.conversations import services
 from parley.conversations.models import Conversation, Message, MessageGroup
 from parley.conversations.services.envelope import envelope_message_store
+from parley.core.errors import InvalidPayload
 from parley.outbox.models import OutboxEvent
 from parley.webhooks.schemas import parse_event
 from tests.payloads import envelope
@@ -153,9 +154,10 @@ def test_missing_or_bad_fields_are_refused_visibly(
 
 
 def test_a_body_with_neither_type_nor_event_type_names_both() -> None:
-    with pytest.raises(Exception) as caught:
+    with pytest.raises(InvalidPayload) as caught:
         parse_event(b'{"data": {}}')
-    assert "event_type" in str(caught.value.errors["type"])  # type: ignore[attr-defined]
+    assert caught.value.errors is not None
+    assert "event_type" in str(caught.value.errors["type"])
 
 
 @pytest.mark.django_db(transaction=True)

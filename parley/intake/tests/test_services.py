@@ -68,11 +68,15 @@ def test_envelope_events_deduplicate_on_correlation_id() -> None:
     [
         (b"{not json", "invalid_json"),
         (b"\xff\xfe\x00garbage", "invalid_json"),
-        (b'{"type": "DELETE_EVERYTHING", "timestamp": "2025-06-04T14:20:00Z", "data": {}}',
-         "unknown_type"),
+        (
+            b'{"type": "DELETE_EVERYTHING", "timestamp": "2025-06-04T14:20:00Z", "data": {}}',
+            "unknown_type",
+        ),
         (b'{"event_type": "message.edited", "correlation_id": "x", "data": {}}', "unknown_type"),
-        (b'{"type": "NEW_MESSAGE", "timestamp": "2025-06-04T14:20:00Z", "data": {}}',
-         "invalid_payload"),
+        (
+            b'{"type": "NEW_MESSAGE", "timestamp": "2025-06-04T14:20:00Z", "data": {}}',
+            "invalid_payload",
+        ),
         (b"[1, 2, 3]", "invalid_payload"),
     ],
 )

@@ -19,13 +19,9 @@ from parley.intake import metrics
 from parley.intake.models import DeadLetter, InboxEvent
 from parley.intake.publish import publish_events
 from parley.outbox.models import OutboxEvent
-from tests.brokers import (  # noqa: F401  (fixtures)
+from tests.brokers import (
     BROKERS,
     ConsumerThread,
-    amqp_vhost,
-    broker,
-    redis_intake_url,
-    sqs_endpoint,
     transport_of,
     wait_for,
 )
@@ -40,7 +36,9 @@ def _short_timings(settings: Any) -> None:
     settings.INTAKE_LAG_SECONDS = 0.5
 
 
-def conversation_script(conversations: int, messages: int) -> tuple[list[bytes], dict[str, list[str]]]:
+def conversation_script(
+    conversations: int, messages: int
+) -> tuple[list[bytes], dict[str, list[str]]]:
     """Interleaved events of several conversations; and each one's message ids in order."""
     ids = [uuid.uuid4() for _ in range(conversations)]
     lines = [json.dumps(new_conversation(c)).encode() for c in ids]
@@ -93,8 +91,13 @@ def test_poison_and_refused_events_become_dead_letters_and_the_consumer_goes_on(
         b"{this is not json": "invalid_json",
         b'{"type": "NEW_MESSAGE", "data": "\xff\xfe\xfd"}': "invalid_json",
         b'{"type": "FORGET_ME", "timestamp": "2025-06-04T14:20:00Z", "data": {}}': "unknown_type",
-        json.dumps({"type": "NEW_MESSAGE", "timestamp": "2025-06-04T14:20:00Z",
-                    "data": {"id": str(uuid.uuid4())}}).encode(): "invalid_payload",
+        json.dumps(
+            {
+                "type": "NEW_MESSAGE",
+                "timestamp": "2025-06-04T14:20:00Z",
+                "data": {"id": str(uuid.uuid4())},
+            }
+        ).encode(): "invalid_payload",
         json.dumps(envelope(channel_uuid="")).encode(): "invalid_payload",
         huge: "invalid_payload",
         json.dumps(close_conversation(uuid.uuid4())).encode(): "conversation_not_found",
@@ -144,3 +147,76 @@ def transport_lag_zero(transport: Any) -> bool:
         finally:
             channel.close()
     return not depths or sum(depths.values()) == 0
+
+
+@pytest.mark.parametrize("broker", ["redis"], indirect=True)
+def test_a_failure_that_is_not_a_refusal_is_retried_then_a_gave_up_dead_letter(
+    broker: dict[str, Any], settings: Any
+) -> None:
+    """A real failure in the database (a trigger raising) on one event, not a refusal."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the failure is a PostgreSQL trigger")
+    settings.INTAKE_MAX_DELIVERIES = 3
+    doomed, fine = uuid.uuid4(), uuid.uuid4()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            CREATE FUNCTION parley_test_fail() RETURNS trigger AS $$
+            BEGIN
+                IF NEW.id = '{doomed}' THEN RAISE EXCEPTION 'disk on fire'; END IF;
+                RETURN NEW;
+            END $$ LANGUAGE plpgsql;
+            CREATE TRIGGER parley_test_fail BEFORE INSERT ON conversations_conversation
+                FOR EACH ROW EXECUTE FUNCTION parley_test_fail();
+            """
+        )
+    try:
+        transport = transport_of(broker)
+        lines = [json.dumps(new_conversation(c)).encode() for c in (doomed, fine)]
+        publish_events(lines, transport=transport)
+        with ConsumerThread(transport_of(broker), workers=2):
+            wait_for(lambda: DeadLetter.objects.filter(code="gave_up").exists(), 30, "gave_up")
+            wait_for(lambda: transport_lag_zero(transport), 30, "the queue to drain")
+        letter = DeadLetter.objects.get()
+        assert letter.event_id == f"NEW_CONVERSATION:{doomed}"
+        assert letter.deliveries == 3
+        assert "disk on fire" in letter.reason
+        assert Conversation.objects.filter(pk=fine).exists()
+        assert not InboxEvent.objects.filter(event_id=letter.event_id).exists()
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "DROP TRIGGER parley_test_fail ON conversations_conversation;"
+                "DROP FUNCTION parley_test_fail();"
+            )
+    # Once the cause is gone, the dead letter re-drives.
+    from parley.intake.services import dead_letter_redrive
+
+    assert dead_letter_redrive(dead_letter_id=letter.pk).outcome.value == "applied"
+    assert Conversation.objects.filter(pk=doomed).exists()
+
+
+@pytest.mark.parametrize("broker", ["amqp", "redis"], indirect=True)
+def test_the_consumer_reports_its_lag(broker: dict[str, Any]) -> None:
+    transport = transport_of(broker, partitions=2)
+    with transport.connection() as conn:
+        channel = conn.channel()
+        transport.declare(channel)
+        publish_events(
+            [json.dumps(new_conversation(uuid.uuid4())).encode()] * 3, transport=transport
+        )
+        depths = transport.lag(channel, transport.queues())
+        channel.close()  # type: ignore[attr-defined]
+    assert sum(depths.values()) == 3
+    with ConsumerThread(transport_of(broker, partitions=2)):
+        wait_for(lambda: InboxEvent.objects.count() == 1, 30, "apply")
+        wait_for(
+            lambda: all(
+                metrics.LAG.labels(source=transport.source, queue=q.name)._value.get() == 0
+                for q in transport.queues()
+            ),
+            10,
+            "the lag gauge to fall to 0",
+        )

@@ -43,7 +43,9 @@ class Transport:
         self.url = url
         self.name = queue or settings.INTAKE_QUEUE or self.default_queue
         self.partitions = partitions or settings.INTAKE_PARTITIONS
-        given = settings.INTAKE_TRANSPORT_OPTIONS if transport_options is None else transport_options
+        given = (
+            settings.INTAKE_TRANSPORT_OPTIONS if transport_options is None else transport_options
+        )
         self.transport_options = {**self.default_options, **given}
 
     def connection(self, **extra_options: Any) -> Connection:
@@ -94,7 +96,11 @@ class Transport:
     def queue_of(self, key: str) -> str:
         """The name of the queue a key's events go to."""
         queues = self.queues()
-        return queues[0].name if len(queues) == 1 else f"{self.name}.{partition_of(key, self.partitions)}"
+        return (
+            queues[0].name
+            if len(queues) == 1
+            else f"{self.name}.{partition_of(key, self.partitions)}"
+        )
 
     def partition_queue(self, index: int) -> Queue:
         exchange = Exchange(self.name, type="direct", durable=True)

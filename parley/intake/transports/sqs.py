@@ -22,7 +22,6 @@ from kombu.message import Message
 from parley.intake.transports import register
 from parley.intake.transports.base import Transport
 
-
 # What SQS takes as a MessageGroupId: 1 to 128 ASCII letters, digits and punctuation.
 _GROUP_ID = re.compile(r"^[A-Za-z0-9!-/:-@\[-`{-~]{1,128}$")
 
@@ -56,10 +55,9 @@ class SqsTransport(Transport):
     def deliveries(self, message: Message) -> int:
         sqs_message = message.delivery_info.get("sqs_message") or {}
         count = (sqs_message.get("Attributes") or {}).get("ApproximateReceiveCount")
-        try:
+        if isinstance(count, str | int) and str(count).isdigit():
             return max(1, int(count))
-        except (TypeError, ValueError):
-            return super().deliveries(message)
+        return super().deliveries(message)
 
     def lag(self, channel: Any, queues: Sequence[Queue]) -> dict[str, int]:
         depths = {}

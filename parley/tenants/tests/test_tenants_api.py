@@ -1,4 +1,4 @@
-"""GET and PUT /tenants/{id}/ (Q-1), the shared validation, the admin form, tenant_id on NEW_CONVERSATION."""
+"""GET and PUT /tenants/{id}/ (Q-1): the shared validation, the admin form, data.tenant_id."""
 
 from __future__ import annotations
 
@@ -144,8 +144,12 @@ def test_the_admin_form_applies_the_same_rules() -> None:
     assert not seconds.is_valid()
     assert "daily_close_at" in seconds.errors
     good = TenantForm(
-        data={**base, "time_zone": "Australia/Lord_Howe", "idle_close_after": "60",
-              "daily_close_at": "02:30"}
+        data={
+            **base,
+            "time_zone": "Australia/Lord_Howe",
+            "idle_close_after": "60",
+            "daily_close_at": "02:30",
+        }
     )
     assert good.is_valid(), good.errors
     tenant = good.save()

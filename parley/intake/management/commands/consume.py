@@ -1,4 +1,4 @@
-"""``manage.py consume``: the queue consumer (``make consume``, the compose service ``consumer``)."""
+"""``manage.py consume``: the queue consumer (``make consume``; compose service ``consumer``)."""
 
 from __future__ import annotations
 
