@@ -220,3 +220,95 @@ def test_the_consumer_reports_its_lag(broker: dict[str, Any]) -> None:
             10,
             "the lag gauge to fall to 0",
         )
+
+
+# --- The wire contract of the README, as a producer in another language sees it -------
+
+
+def close_body(conversation_id: uuid.UUID) -> bytes:
+    return json.dumps(close_conversation(conversation_id)).encode()
+
+
+@pytest.mark.parametrize("broker", ["redis"], indirect=True)
+def test_redis_contract_a_hand_made_message_on_the_keys_list(broker: dict[str, Any]) -> None:
+    import base64
+    import zlib
+
+    import redis
+
+    conversation_id = uuid.uuid4()
+    publish_events(
+        [json.dumps(new_conversation(conversation_id)).encode()], transport=transport_of(broker)
+    )
+    key = str(conversation_id)
+    partition = zlib.crc32(key.encode()) % 4
+    message = {
+        "body": base64.b64encode(close_body(conversation_id)).decode(),
+        "content-encoding": "binary",
+        "content-type": "application/json",
+        "headers": {},
+        "properties": {
+            "body_encoding": "base64",
+            "delivery_tag": str(uuid.uuid4()),
+            "delivery_info": {
+                "exchange": broker["queue"],
+                "routing_key": f"{broker['queue']}.{partition}",
+            },
+        },
+    }
+    client = redis.Redis.from_url(broker["url"])
+    client.lpush(f"{broker['queue']}.{partition}", json.dumps(message))
+    client.close()
+    with ConsumerThread(transport_of(broker)):
+        wait_for(lambda: InboxEvent.objects.count() == 2, 30, "both applied")
+    assert Conversation.objects.get(pk=conversation_id).status == "CLOSED"
+
+
+@pytest.mark.parametrize("broker", ["amqp"], indirect=True)
+def test_amqp_contract_a_plain_publish_to_the_exchange(broker: dict[str, Any]) -> None:
+    import amqp
+
+    conversation_id = uuid.uuid4()
+    transport = transport_of(broker)
+    with transport.connection() as conn:  # declares the exchange and the queues
+        transport.declare(conn.channel())
+    vhost = broker["url"].rsplit("/", 1)[1]
+    with amqp.Connection(
+        "127.0.0.1:5672", userid="guest", password="guest", virtual_host=vhost
+    ) as plain:
+        plain.connect()
+        channel = plain.channel()
+        for body in (
+            json.dumps(new_conversation(conversation_id)).encode(),
+            close_body(conversation_id),
+        ):
+            channel.basic_publish(
+                amqp.Message(body, content_type="application/json", delivery_mode=2),
+                exchange=broker["queue"],
+                routing_key=str(conversation_id),
+            )
+    with ConsumerThread(transport_of(broker)):
+        wait_for(lambda: InboxEvent.objects.count() == 2, 30, "both applied")
+    assert Conversation.objects.get(pk=conversation_id).status == "CLOSED"
+
+
+@pytest.mark.parametrize("broker", ["sqs"], indirect=True)
+def test_sqs_contract_a_raw_body_with_the_conversation_as_group(broker: dict[str, Any]) -> None:
+    import boto3
+
+    conversation_id = uuid.uuid4()
+    sqs = boto3.client("sqs")
+    url = sqs.get_queue_url(QueueName=broker["queue"])["QueueUrl"]
+    for body in (
+        json.dumps(new_conversation(conversation_id)).encode(),
+        close_body(conversation_id),
+    ):
+        sqs.send_message(
+            QueueUrl=url,
+            MessageBody=body.decode(),
+            MessageGroupId=str(conversation_id),
+            MessageDeduplicationId=str(uuid.uuid4()),
+        )
+    with ConsumerThread(transport_of(broker)):
+        wait_for(lambda: InboxEvent.objects.count() == 2, 30, "both applied")
+    assert Conversation.objects.get(pk=conversation_id).status == "CLOSED"
