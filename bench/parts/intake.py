@@ -28,7 +28,6 @@ import subprocess
 import time
 import uuid
 import zlib
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -251,9 +250,11 @@ def run(cfg: config.BenchConfig, logs: Path) -> dict[str, Any]:
         stack.start()
         stack.wait_ready()
         _wait_consumer_ready(stack, logs)
-        consumer_tree: Callable[[], list[psutil.Process]] = lambda: monitor.tree(  # noqa: E731
-            stack.pid("consumer")
-        )
+
+        def consumer_tree() -> list[psutil.Process]:
+            proc = stack.procs.get("consumer")  # absent for a moment while it restarts
+            return monitor.tree(proc.pid) if proc is not None else []
+
         origin = time.time()
         sampler = monitor.RssSampler(
             trees={"consumer": consumer_tree}, interval=cfg.sample_seconds, origin=origin
@@ -328,6 +329,8 @@ def _phases(
     finally:
         redis_pub.close()
 
+    # The consumer's memory over the Redis phases (the RabbitMQ one restarts it).
+    rss_end = sampler.sample()
     amqp: dict[str, Any] | None = None
     if _amqp_available():
         queue = f"parley.bench.{uuid.uuid4().hex[:8]}"
@@ -344,7 +347,6 @@ def _phases(
             amqp_pub.close()
     else:
         log("RabbitMQ is not answering (or lacks the consistent-hash plugin): skipped")
-    rss_end = sampler.sample()
 
     keys = [f"NEW_MESSAGE:{i}" for i in published]
     inbox = conn.execute(f"SELECT count(*) FROM {INBOX} WHERE event_id = ANY(%s)", [keys])
