@@ -8,6 +8,7 @@ PARLEY_REQUIRE_SERVICES is set (CI), where they fail.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -24,6 +25,8 @@ from django.conf import settings
 
 from parley.intake.consumer import EventConsumer
 from parley.intake.transports import Transport, for_url
+from parley.outbox.models import OutboxEvent
+from tests.payloads import new_conversation, new_message
 
 AMQP_HOST, AMQP_PORT = "127.0.0.1", 5672
 # Redis database of the intake tests, on REDIS_URL's server.
@@ -181,3 +184,33 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
             return
         time.sleep(0.05)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def conversation_script(
+    conversations: int, messages: int
+) -> tuple[list[bytes], dict[str, list[str]]]:
+    """Interleaved events of several conversations; and each one's message ids in order."""
+    ids = [uuid.uuid4() for _ in range(conversations)]
+    lines = [json.dumps(new_conversation(c)).encode() for c in ids]
+    order: dict[str, list[str]] = {str(c): [] for c in ids}
+    for n in range(messages):
+        for c in ids:
+            message_id = uuid.uuid4()
+            order[str(c)].append(str(message_id))
+            lines.append(json.dumps(new_message(message_id, c, f"message {n}")).encode())
+    return lines, order
+
+
+def applied_order(conversation_id: str) -> list[str]:
+    """Message ids in the order their effects committed (the outbox's commit order)."""
+    return [
+        event.data["message_id"]
+        for event in OutboxEvent.objects.filter(
+            type="message.received", subject=conversation_id
+        ).order_by("txid", "id")
+    ]
+
+
+def assert_in_order(order: dict[str, list[str]]) -> None:
+    for conversation_id, message_ids in order.items():
+        assert applied_order(conversation_id) == message_ids, conversation_id

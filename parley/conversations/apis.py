@@ -17,7 +17,7 @@ from parley.conversations.serializers import ConversationOutput, ConversationSum
 from parley.core.auth import ApiTokenAuthentication, ApiTokenPermission
 from parley.core.errors import InvalidPayload
 from parley.core.openapi import problem_responses
-from parley.core.pagination import Pages
+from parley.core.pagination import Pages, paginated
 
 
 class ConversationDetailApi(APIView):
@@ -96,7 +96,4 @@ class ConversationListApi(APIView):
             contact_urn=params.get("contact_urn") or None,
             status=status,
         )
-        pages = Pages()
-        page = pages.paginate_queryset(conversations, request, view=self)
-        assert page is not None
-        return pages.get_paginated_response(ConversationSummaryOutput(page, many=True).data)
+        return paginated(request, conversations, ConversationSummaryOutput, self)

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db.models import QuerySet
 from rest_framework.pagination import PageNumberPagination
+from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.serializers import BaseSerializer
 
 
 class Pages(PageNumberPagination):
@@ -31,3 +34,13 @@ class Pages(PageNumberPagination):
                 "results": schema,
             },
         }
+
+
+def paginated(
+    request: Request, queryset: QuerySet[Any], serializer: type[BaseSerializer[Any]], view: Any
+) -> Response:
+    """The page the request asks for, serialized, as ``{count, next, results}``."""
+    pages = Pages()
+    page = pages.paginate_queryset(queryset, request, view=view)
+    assert page is not None
+    return pages.get_paginated_response(serializer(page, many=True).data)

@@ -14,7 +14,7 @@ from rest_framework.views import APIView
 
 from parley.core.auth import ApiTokenAuthentication, ApiTokenPermission
 from parley.core.openapi import problem_responses
-from parley.core.pagination import Pages
+from parley.core.pagination import Pages, paginated
 from parley.intake import selectors, services
 from parley.intake.models import SOURCES, DeadLetter
 
@@ -80,10 +80,7 @@ class DeadLetterListApi(APIView):
     )
     def get(self, request: Request) -> Response:
         letters = selectors.dead_letters(code=request.query_params.get("code") or None)
-        pages = Pages()
-        page = pages.paginate_queryset(letters, request, view=self)
-        assert page is not None
-        return pages.get_paginated_response(DeadLetterOutput(page, many=True).data)
+        return paginated(request, letters, DeadLetterOutput, self)
 
     def get_serializer(self, *args: Any, **kwargs: Any) -> DeadLetterOutput:
         return DeadLetterOutput(*args, **kwargs)  # for the schema's pagination

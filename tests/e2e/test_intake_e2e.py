@@ -24,8 +24,9 @@ from django.db import connection
 from parley.conversations.models import Message
 from parley.intake.models import DeadLetter, InboxEvent, PartitionLease
 from parley.intake.publish import publish_events
-from parley.outbox.models import OutboxEvent
 from tests.brokers import (
+    assert_in_order,
+    conversation_script,
     rabbitmqctl,
     transport_of,
     wait_for,
@@ -126,34 +127,11 @@ def consumers(
             print(running.dump())
 
 
-def script(conversations: int, messages: int) -> tuple[list[bytes], dict[str, list[str]]]:
-    ids = [uuid.uuid4() for _ in range(conversations)]
-    lines = [json.dumps(new_conversation(c)).encode() for c in ids]
-    order: dict[str, list[str]] = {str(c): [] for c in ids}
-    for n in range(messages):
-        for c in ids:
-            message_id = uuid.uuid4()
-            order[str(c)].append(str(message_id))
-            lines.append(json.dumps(new_message(message_id, c, f"message {n}")).encode())
-    return lines, order
-
-
-def assert_in_order(order: dict[str, list[str]]) -> None:
-    for conversation_id, message_ids in order.items():
-        applied = [
-            event.data["message_id"]
-            for event in OutboxEvent.objects.filter(
-                type="message.received", subject=conversation_id
-            ).order_by("txid", "id")
-        ]
-        assert applied == message_ids, conversation_id
-
-
 @pytest.mark.parametrize("broker", ["redis", "amqp", "sqs"], indirect=True)
 def test_two_consumers_race_on_interleaved_conversations_in_order_with_poison_between(
     consumers: Consumers,
 ) -> None:
-    lines, order = script(conversations=12, messages=10)
+    lines, order = conversation_script(conversations=12, messages=10)
     poison = [b"{not json", b"\xff\xfe", b'{"type": "NOPE", "timestamp": "2025-01-01T00:00:00Z"}']
     consumers.start()
     consumers.start()
@@ -191,7 +169,7 @@ def test_two_consumers_race_on_interleaved_conversations_in_order_with_poison_be
 def test_a_consumer_killed_between_commit_and_ack_applies_nothing_twice(
     consumers: Consumers,
 ) -> None:
-    lines, order = script(conversations=3, messages=4)
+    lines, order = conversation_script(conversations=3, messages=4)
     transport = transport_of(consumers.broker, partitions=consumers.partitions)
     publish_events(lines, transport=transport)
     slow = consumers.start(slow_ack=60, workers=3)
@@ -218,7 +196,7 @@ def test_a_consumer_killed_between_commit_and_ack_applies_nothing_twice(
 
 @pytest.mark.parametrize("broker", ["amqp", "redis"], indirect=True)
 def test_sigterm_finishes_and_acknowledges_the_events_in_hand(consumers: Consumers) -> None:
-    lines, _ = script(conversations=2, messages=3)
+    lines, _ = conversation_script(conversations=2, messages=3)
     transport = transport_of(consumers.broker, partitions=consumers.partitions)
     publish_events(lines, transport=transport)
     slow = consumers.start(slow_ack=1.5)
@@ -238,7 +216,7 @@ def test_sigterm_finishes_and_acknowledges_the_events_in_hand(consumers: Consume
 def test_a_rabbitmq_restart_mid_run_loses_nothing_and_applies_nothing_twice(
     consumers: Consumers,
 ) -> None:
-    lines, order = script(conversations=8, messages=25)
+    lines, order = conversation_script(conversations=8, messages=25)
     consumers.start()
     consumers.start()
     transport = transport_of(consumers.broker, partitions=consumers.partitions)
@@ -280,7 +258,7 @@ def test_a_slow_conversation_holds_up_no_other(consumers: Consumers) -> None:
     publish_events([json.dumps(new_conversation(stuck)).encode()], transport=transport)
     consumers.start(workers=4)
     wait_for(lambda: InboxEvent.objects.count() == 1, 30, "the conversation")
-    lines, order = script(conversations=6, messages=5)
+    lines, order = conversation_script(conversations=6, messages=5)
     stuck_message = json.dumps(new_message(uuid.uuid4(), stuck, "stuck")).encode()
     import psycopg
 

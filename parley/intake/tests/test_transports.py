@@ -18,10 +18,11 @@ from parley.conversations.models import Conversation, Message
 from parley.intake import metrics
 from parley.intake.models import DeadLetter, InboxEvent
 from parley.intake.publish import publish_events
-from parley.outbox.models import OutboxEvent
 from tests.brokers import (
     BROKERS,
     ConsumerThread,
+    applied_order,
+    conversation_script,
     transport_of,
     wait_for,
 )
@@ -34,31 +35,6 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
 def _short_timings(settings: Any) -> None:
     settings.INTAKE_LEASE_SECONDS = 3.0
     settings.INTAKE_LAG_SECONDS = 0.5
-
-
-def conversation_script(
-    conversations: int, messages: int
-) -> tuple[list[bytes], dict[str, list[str]]]:
-    """Interleaved events of several conversations; and each one's message ids in order."""
-    ids = [uuid.uuid4() for _ in range(conversations)]
-    lines = [json.dumps(new_conversation(c)).encode() for c in ids]
-    order: dict[str, list[str]] = {str(c): [] for c in ids}
-    for n in range(messages):
-        for c in ids:
-            message_id = uuid.uuid4()
-            order[str(c)].append(str(message_id))
-            lines.append(json.dumps(new_message(message_id, c, f"message {n}")).encode())
-    return lines, order
-
-
-def applied_order(conversation_id: str) -> list[str]:
-    """Message ids in the order their effects committed (the outbox's sequence)."""
-    return [
-        event.data["message_id"]
-        for event in OutboxEvent.objects.filter(
-            type="message.received", subject=conversation_id
-        ).order_by("txid", "id")
-    ]
 
 
 @pytest.mark.parametrize("broker", BROKERS, indirect=True)
