@@ -23,7 +23,7 @@ from datetime import timedelta
 from typing import Any
 
 import structlog
-from django.db import DataError, transaction
+from django.db import DataError, connection, transaction
 from django.utils import timezone
 from structlog.contextvars import bound_contextvars
 
@@ -87,11 +87,68 @@ def intake_code(exc: ParleyError) -> str:
     return str(getattr(exc, "intake_code", exc.code))
 
 
+class _Refused(Exception):
+    """An event of an optimistic batch was refused: the batch is applied again, carefully."""
+
+
 def batch_apply(items: Sequence[Incoming]) -> None:
-    """Apply ``items`` in order, in one transaction; set each item's ``outcome``."""
+    """Apply ``items`` in order, in one transaction; set each item's ``outcome``.
+
+    Optimistic first: claim every inbox row in one statement and apply the
+    events without a savepoint each, about half the round trips. Should one
+    be refused (rare), that transaction rolls back whole and the batch runs
+    again with a savepoint per event, so that only the refused ones become
+    dead letters. Either way one transaction commits.
+    """
+    if all(item.event is not None for item in items):
+        try:
+            with transaction.atomic():
+                _apply_optimistic(items)
+            return
+        except _Refused:
+            for item in items:
+                item.outcome, item.detail = None, {}
     with transaction.atomic():
         for item in items:
             _apply_one(item)
+
+
+def _apply_optimistic(items: Sequence[Incoming]) -> None:
+    claimed = _inbox_claim_all(items)
+    for item in items:
+        assert item.event is not None and item.event_id is not None
+        if item.event_id not in claimed:
+            item.outcome = Outcome.DUPLICATE
+            continue
+        claimed.discard(item.event_id)  # a second copy in the same batch is a duplicate
+        with bound_contextvars(event_id=item.event_id, source=item.source):
+            try:
+                applied = dispatch.event_apply(item.event)
+            except (ParleyError, DataError) as exc:
+                raise _Refused from exc
+        item.outcome = Outcome.APPLIED
+        item.detail = {"result": applied.result, **applied.body}
+
+
+def _inbox_claim_all(items: Sequence[Incoming]) -> set[str]:
+    """Insert every item's inbox row in one statement; the event ids that were new."""
+    now = timezone.now()
+    field = lambda name: sql.field(InboxEvent, name)  # noqa: E731
+    params: list[sql.Param] = []
+    for item in items:
+        params += [
+            (field("event_id"), item.event_id),
+            (field("source"), item.source),
+            (field("applied_at"), now),
+        ]
+    rows = ", ".join(["(%s, %s, %s)"] * len(items))
+    statement = (
+        f"INSERT INTO {_INBOX_TABLE} (event_id, source, applied_at) VALUES {rows} "  # noqa: S608
+        "ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(statement, sql.adapt(params))
+        return {row[0] for row in cursor.fetchall()}
 
 
 def _apply_one(item: Incoming) -> None:

@@ -188,3 +188,28 @@ def test_the_dead_letter_api_lists_newest_first_filters_and_redrives(client: Cli
     assert response.json()["dead_letter"]["redrive_result"] == "applied"
     assert client.post("/intake/dead-letters/999999/redrive", headers=auth).status_code == 404
     assert client.post("/intake/dead-letters/x/redrive", headers=auth).status_code == 404
+
+
+def test_two_copies_in_one_batch_apply_once() -> None:
+    payload = envelope(correlation_id="twice", message_id="m-2")
+    items = apply(payload, payload)
+    assert [item.outcome for item in items] == [Outcome.APPLIED, Outcome.DUPLICATE]
+    assert Message.objects.count() == 1
+
+
+def test_a_refusal_in_a_batch_leaves_the_others_applied_in_order() -> None:
+    conversation_id = uuid.uuid4()
+    items = apply(
+        new_conversation(conversation_id),
+        new_conversation(conversation_id),  # conversation_exists? no: the same event id
+        survey(conversation_id, "CSAT", 9),
+        new_message(uuid.uuid4(), conversation_id),
+    )
+    assert [item.outcome for item in items] == [
+        Outcome.APPLIED,
+        Outcome.DUPLICATE,
+        Outcome.DEAD_LETTERED,
+        Outcome.APPLIED,
+    ]
+    assert Message.objects.filter(conversation_id=conversation_id).count() == 1
+    assert InboxEvent.objects.count() == 2
