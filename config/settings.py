@@ -189,6 +189,8 @@ INTAKE_MAX_DELIVERIES = env.int("INTAKE_MAX_DELIVERIES", default=5)
 INTAKE_WORKERS = env.int("INTAKE_WORKERS", default=4)
 INTAKE_BATCH_SIZE = env.int("INTAKE_BATCH_SIZE", default=50)
 INTAKE_PREFETCH = env.int("INTAKE_PREFETCH", default=200)
+# How long a worker waits for more events when a batch would be short.
+INTAKE_BATCH_LINGER_SECONDS = env.float("INTAKE_BATCH_LINGER_SECONDS", default=0.01)
 INTAKE_LEASE_SECONDS = env.float("INTAKE_LEASE_SECONDS", default=15.0)
 INTAKE_SHUTDOWN_SECONDS = env.float("INTAKE_SHUTDOWN_SECONDS", default=20.0)
 INTAKE_LAG_SECONDS = env.float("INTAKE_LAG_SECONDS", default=5.0)

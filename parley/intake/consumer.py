@@ -90,6 +90,7 @@ class EventConsumer:
         self.batch_size = batch_size or settings.INTAKE_BATCH_SIZE
         self.prefetch = prefetch or settings.INTAKE_PREFETCH
         self.max_deliveries = max_deliveries or settings.INTAKE_MAX_DELIVERIES
+        self.linger = settings.INTAKE_BATCH_LINGER_SECONDS
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.lanes: Lanes[Delivery] = Lanes()
         self.acks: queue.SimpleQueue[Delivery] = queue.SimpleQueue()
@@ -289,7 +290,7 @@ class EventConsumer:
     def _work(self) -> None:
         try:
             while not (self.stopping.is_set() and self.lanes.idle()):
-                batch = self.lanes.take(self.batch_size, timeout=0.1)
+                batch = self.lanes.take(self.batch_size, timeout=0.1, linger=self.linger)
                 if not batch:
                     continue
                 try:

@@ -116,7 +116,8 @@ def batch_apply(items: Sequence[Incoming]) -> None:
 def _apply_optimistic(items: Sequence[Incoming]) -> None:
     claimed = _inbox_claim_all(items)
     for item in items:
-        assert item.event is not None and item.event_id is not None
+        assert item.event is not None
+        assert item.event_id is not None
         if item.event_id not in claimed:
             item.outcome = Outcome.DUPLICATE
             continue
