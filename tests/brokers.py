@@ -120,7 +120,10 @@ def sqs_endpoint() -> Iterator[dict[str, str]]:
 def create_fifo_queue(name: str) -> None:
     import boto3
 
-    boto3.client("sqs").create_queue(QueueName=name, Attributes={"FifoQueue": "true"})
+    # A short visibility timeout: a killed consumer's messages come back within seconds.
+    boto3.client("sqs").create_queue(
+        QueueName=name, Attributes={"FifoQueue": "true", "VisibilityTimeout": "5"}
+    )
 
 
 @pytest.fixture

@@ -302,8 +302,16 @@ class EventConsumer:
 
     def _apply(self, batch: list[Delivery]) -> None:
         started = time.monotonic()
+        shared = len({delivery.lane for delivery in batch}) > 1
         try:
-            services.batch_apply([delivery.item for delivery in batch])
+            services.batch_apply([delivery.item for delivery in batch], shared=shared)
+        except services.Contended:
+            # One conversation waits for a lock: each goes on alone, so that it
+            # holds up none of the others.
+            _reset_connection()
+            log.info("intake_batch_contended", size=len(batch))
+            self.lanes.put_back(batch)
+            return
         except Exception as exc:
             _reset_connection()
             if len(batch) > 1:
@@ -316,6 +324,7 @@ class EventConsumer:
             return
         metrics.BATCH_SIZE.observe(len(batch))
         metrics.BATCH_SECONDS.observe(time.monotonic() - started)
+        self.lanes.applied(batch)
         self._settled(batch)
 
     def _apply_alone(self, delivery: Delivery, first_error: Exception | None = None) -> None:

@@ -5,9 +5,10 @@ The broker hands the consumer each conversation's events in publish order
 a worker takes the lanes that are ready (not being applied), several at once
 up to the batch size, and marks them busy until their batch has committed.
 So one conversation's events are applied one batch after the other, in
-order, while other conversations' events go to other workers: a slow
-conversation holds up its own lane (and at most the batch it is in), never
-the others (Q-5).
+order, while other conversations' events go to other workers. A batch
+that waited too long for a lock is put back, and each of its lanes is then
+taken alone until it applies: a slow conversation holds up its own lane,
+never the others (Q-5).
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ class Lanes(Generic[T]):
         self._pending: dict[Hashable, deque[T]] = {}
         self._ready: deque[Hashable] = deque()
         self._busy: set[Hashable] = set()
+        # Lanes that wait for a lock: each is taken alone until it applies.
+        self._solo: set[Hashable] = set()
 
     def put(self, item: T) -> None:
         with self._lock:
@@ -57,14 +60,32 @@ class Lanes(Generic[T]):
                 self._lock.wait(linger)
             batch: list[T] = []
             while self._ready and len(batch) < limit:
-                lane = self._ready.popleft()
+                lane = self._ready[0]
+                if lane in self._solo and batch:
+                    break
+                self._ready.popleft()
                 queue = self._pending[lane]
                 self._busy.add(lane)
                 while queue and len(batch) < limit:
                     batch.append(queue.popleft())
                 if not queue:
                     del self._pending[lane]
+                if lane in self._solo:
+                    break
             return batch
+
+    def put_back(self, items: list[T]) -> None:
+        """A batch that could not apply goes back to the heads of its lanes, in order; each of
+        its lanes is then taken alone until it applies (call before ``done``)."""
+        with self._lock:
+            for item in reversed(items):
+                self._pending.setdefault(item.lane, deque()).appendleft(item)
+            self._solo.update(item.lane for item in items)
+
+    def applied(self, items: list[T]) -> None:
+        """The batch committed: its lanes may share batches again."""
+        with self._lock:
+            self._solo.difference_update(item.lane for item in items)
 
     def _ready_count(self) -> int:
         return sum(len(self._pending[lane]) for lane in self._ready)
@@ -84,6 +105,7 @@ class Lanes(Generic[T]):
             dropped = sum(len(queue) for queue in self._pending.values())
             self._pending.clear()
             self._ready.clear()
+            self._solo.clear()
             return dropped
 
     def idle(self) -> bool:

@@ -23,7 +23,7 @@ from datetime import timedelta
 from typing import Any
 
 import structlog
-from django.db import DataError, connection, transaction
+from django.db import DataError, OperationalError, connection, transaction
 from django.utils import timezone
 from structlog.contextvars import bound_contextvars
 
@@ -87,11 +87,21 @@ def intake_code(exc: ParleyError) -> str:
     return str(getattr(exc, "intake_code", exc.code))
 
 
+# A batch that mixes conversations waits at most this long for a row lock
+# (PostgreSQL's lock_timeout): one conversation held up by a lock must not
+# hold up the others of its batch (Q-5).
+SHARED_BATCH_LOCK_TIMEOUT_MS = 200
+
+
 class _Refused(Exception):
     """An event of an optimistic batch was refused: the batch is applied again, carefully."""
 
 
-def batch_apply(items: Sequence[Incoming]) -> None:
+class Contended(Exception):
+    """A batch of several conversations waited too long for a lock; nothing was applied."""
+
+
+def batch_apply(items: Sequence[Incoming], *, shared: bool = False) -> None:
     """Apply ``items`` in order, in one transaction; set each item's ``outcome``.
 
     Optimistic first: claim every inbox row in one statement and apply the
@@ -99,18 +109,39 @@ def batch_apply(items: Sequence[Incoming]) -> None:
     be refused (rare), that transaction rolls back whole and the batch runs
     again with a savepoint per event, so that only the refused ones become
     dead letters. Either way one transaction commits.
+
+    ``shared``: the batch holds several conversations. On PostgreSQL it then
+    waits at most ``SHARED_BATCH_LOCK_TIMEOUT_MS`` for any lock and raises
+    :class:`Contended` (all rolled back) past it, so that the caller can
+    apply each conversation on its own.
     """
-    if all(item.event is not None for item in items):
-        try:
-            with transaction.atomic():
-                _apply_optimistic(items)
-            return
-        except _Refused:
+    try:
+        if all(item.event is not None for item in items):
+            try:
+                with transaction.atomic():
+                    _limit_lock_waits(shared)
+                    _apply_optimistic(items)
+                return
+            except _Refused:
+                for item in items:
+                    item.outcome, item.detail = None, {}
+        with transaction.atomic():
+            _limit_lock_waits(shared)
             for item in items:
-                item.outcome, item.detail = None, {}
-    with transaction.atomic():
-        for item in items:
-            _apply_one(item)
+                _apply_one(item)
+    except OperationalError as exc:
+        if shared and getattr(exc.__cause__, "sqlstate", None) == _LOCK_NOT_AVAILABLE:
+            raise Contended(str(exc)) from exc
+        raise
+
+
+_LOCK_NOT_AVAILABLE = "55P03"
+
+
+def _limit_lock_waits(shared: bool) -> None:
+    if shared and connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(f"SET LOCAL lock_timeout = {SHARED_BATCH_LOCK_TIMEOUT_MS}")
 
 
 def _apply_optimistic(items: Sequence[Incoming]) -> None:

@@ -52,8 +52,6 @@ class Consumers:
     def env(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "INTAKE_"))}
         options = dict(self.broker["options"])
-        if self.broker["kind"] == "sqs":
-            options["visibility_timeout"] = 2
         env.update(
             DJANGO_SETTINGS_MODULE="config.settings",
             PARLEY_ENV="development",
