@@ -17,10 +17,20 @@ from tests.payloads import new_conversation
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture(scope="module")
+def var_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # One folder for the module: kombu's filesystem transport keeps what it
+    # declared in memory, per process, whatever the folder.
+    return tmp_path_factory.mktemp("var")
+
+
 @pytest.fixture
-def folder(tmp_path: Path, settings: Any) -> Path:
-    settings.VAR_DIR = tmp_path
-    return tmp_path / "intake" / "messages"
+def folder(var_dir: Path, settings: Any) -> Path:
+    settings.VAR_DIR = var_dir
+    messages = var_dir / "intake" / "messages"
+    for old in messages.glob("*.msg"):
+        old.unlink()
+    return messages
 
 
 def test_publish_events_publishes_a_file_and_sums_it_up(
