@@ -234,17 +234,21 @@ class EventConsumer:
         self.lanes.put(Delivery(message=message, item=item, generation=generation))
 
     def _flush_acks(self, generation: int) -> None:
+        ready: list[Message] = []
         while True:
             try:
                 delivery = self.acks.get_nowait()
             except queue.Empty:
-                return
-            if delivery.generation != generation:
-                continue  # its channel is gone: the broker delivers it again, a duplicate
-            try:
-                delivery.message.ack()
-            except Exception as exc:  # the channel died under us; the broker redelivers
-                log.warning("intake_ack_failed", event_id=delivery.item.event_id, error=str(exc))
+                break
+            # A delivery of a channel that is gone: the broker delivers it again, a duplicate.
+            if delivery.generation == generation:
+                ready.append(delivery.message)
+        if not ready:
+            return
+        try:
+            self.transport.ack_many(ready)
+        except Exception as exc:  # the channel died under us; the broker redelivers
+            log.warning("intake_ack_failed", messages=len(ready), error=str(exc))
 
     def _sample_lag(self, channel: Any) -> None:
         queues = [

@@ -93,7 +93,7 @@ class Lanes(Generic[T]):
     def done(self, items: list[T]) -> None:
         """The batch committed (or was given up): its lanes may run again."""
         with self._lock:
-            for lane in {item.lane for item in items}:
+            for lane in dict.fromkeys(item.lane for item in items):  # in the batch's order
                 self._busy.discard(lane)
                 if lane in self._pending:
                     self._ready.append(lane)

@@ -71,6 +71,11 @@ class Transport:
         """Messages waiting per queue, where the broker says; {} where it cannot."""
         return {}
 
+    def ack_many(self, messages: Sequence[Message]) -> None:
+        """Acknowledge messages of one channel (each raises alone if its channel is gone)."""
+        for message in messages:
+            message.ack()
+
     def before_claim(self, channel: Any) -> None:
         """Leased transports: make a dead reader's unacknowledged messages readable again."""
 
