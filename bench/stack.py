@@ -90,12 +90,13 @@ class Stack:
         logs: Path,
         env: dict[str, str] | None = None,
         *,
-        consumer: bool = False,
+        consumers: int = 0,
     ) -> None:
         """``env`` overrides settings of the servers (e.g. ``WEB_CONCURRENCY``);
-        ``consumer`` adds the queue consumer (``manage.py consume``) to the processes."""
+        ``consumers`` adds that many queue consumers (``manage.py consume``): ``consumer``,
+        ``consumer-2``, ..."""
         self.cfg = cfg
-        self.with_consumer = consumer
+        self.consumers = consumers
         self.logs = logs
         self.port = free_port()
         self.host = "127.0.0.1"
@@ -177,8 +178,11 @@ class Stack:
                 "--schedule",
                 str(self.tmp / "var" / "celerybeat-schedule"),
             ],
-            **({"consumer": [py, "manage.py", "consume"]} if self.with_consumer else {}),
+            **{name: [py, "manage.py", "consume"] for name in self.consumer_names()},
         }
+
+    def consumer_names(self) -> list[str]:
+        return [f"consumer-{n}" if n > 1 else "consumer" for n in range(1, self.consumers + 1)]
 
     def migrate(self) -> None:
         log = self.logs / "migrate.log"
@@ -253,7 +257,7 @@ class Stack:
 
     def stop(self) -> None:
         """SIGTERM each process group (web first), then SIGKILL what is left."""
-        for name in ("web", "scheduler", "consumer", "worker"):
+        for name in ("web", "scheduler", *self.consumer_names(), "worker"):
             proc = self.procs.get(name)
             if proc is not None and proc.poll() is None:
                 _signal_group(proc, signal.SIGTERM)

@@ -1,16 +1,17 @@
 """The intake part: the queue consumer against the webhook (SPEC Q-10), in one run.
 
-1. Fresh database and Redis databases; the production stack plus the queue
-   consumer (``manage.py consume`` on Redis, ``INTAKE_PARTITIONS`` lists).
+1. Fresh database and Redis databases; the production stack plus
+   ``BENCH_INTAKE_CONSUMERS`` queue consumers (default 2; ``manage.py
+   consume`` on Redis, 8 partitions shared by leases).
 2. A pool of open conversations (NEW_CONVERSATION over HTTP).
 3. NEW_MESSAGE saturation over HTTP (the rate to match), as the core part
    measures it.
-4. Redis throughput: the consumer is paused (SIGSTOP), a backlog of
-   NEW_MESSAGE events is published to its lists, and it is resumed: events
+4. Redis throughput: the consumers are paused (SIGSTOP), a backlog of
+   NEW_MESSAGE events is published to their lists, and they resume: events
    applied per second, from the first commit to the last (inbox times).
 5. Publish-to-applied latency at half the HTTP rate, open loop: each event's
    publish time against its inbox ``applied_at``.
-6. The same throughput from RabbitMQ when it answers (the consumer is
+6. The same throughput from RabbitMQ when it answers (the consumers are
    restarted on an AMQP URL; queues named for this run, deleted after).
 7. The audit: every published event applied exactly once (one inbox row, one
    message), no dead letter. The consumer's RSS is sampled throughout.
@@ -22,6 +23,7 @@ contract, as a producer in any language would.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -44,6 +46,11 @@ from bench.stack import BenchError, Stack, reset_database
 NAME = "intake"
 QUEUE = "parley.events"
 PARTITIONS = 8
+# Consumer processes, as a deployment scales them (partitions are shared by
+# leases); gunicorn runs 2 x cores workers on the HTTP side.
+CONSUMERS = int(os.environ.get("BENCH_INTAKE_CONSUMERS", "") or 2)
+# Short leases, so that the consumers share the partitions within seconds.
+LEASE_SECONDS = 6
 INBOX = "intake_inboxevent"
 DEAD_LETTER = "intake_deadletter"
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672//"
@@ -152,8 +159,9 @@ def _wait_applied(conn: audit.Conn, stack: Stack, ids: list[str]) -> dict[str, f
 def _throughput(
     stack: Stack, conn: audit.Conn, publisher: Publisher, pool: list[str], count: int
 ) -> dict[str, Any]:
-    """Pause the consumer, publish a backlog, resume: events applied per second."""
-    stack.signal("consumer", signal.SIGSTOP)
+    """Pause the consumers, publish a backlog, resume: events applied per second."""
+    for name in stack.consumer_names():
+        stack.signal(name, signal.SIGSTOP)
     ids = [str(uuid.uuid4()) for _ in range(count)]
     t0 = time.monotonic()
     try:
@@ -161,7 +169,8 @@ def _throughput(
             conversation_id = pool[n % len(pool)]
             publisher.publish(conversation_id, _message(conversation_id, event_id))
     finally:
-        stack.signal("consumer", signal.SIGCONT)
+        for name in stack.consumer_names():
+            stack.signal(name, signal.SIGCONT)
     publish_s = time.monotonic() - t0
     applied = _wait_applied(conn, stack, ids)
     span = max(applied.values()) - min(applied.values())
@@ -223,15 +232,20 @@ def _amqp_available() -> bool:
     return "rabbitmq_consistent_hash_exchange" in listed.stdout
 
 
-def _wait_consumer_ready(stack: Stack, logs: Path, offset: int = 0) -> None:
-    deadline = time.monotonic() + 60
-    path = logs / "consumer.log"
+def _wait_consumers_share(stack: Stack, conn: audit.Conn, source: str) -> None:
+    """Until every consumer holds partitions (the leases have been shared out)."""
+    deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         stack.check_alive()
-        if b"intake_ready" in path.read_bytes()[offset:]:
+        owners = conn.execute(
+            "SELECT count(DISTINCT owner), count(*) FROM intake_partitionlease"
+            " WHERE owner IS NOT NULL AND expires_at > now() AND name LIKE %s",
+            [f"{source}:%"],
+        ).fetchone()
+        if owners and owners[0] == len(stack.consumer_names()) and owners[1] == PARTITIONS:
             return
-        time.sleep(0.2)
-    raise BenchError("the consumer did not log intake_ready within 60 s; see consumer.log")
+        time.sleep(0.3)
+    raise BenchError("the consumers did not share the partitions within 90 s; see consumer.log")
 
 
 def run(cfg: config.BenchConfig, logs: Path) -> dict[str, Any]:
@@ -242,25 +256,27 @@ def run(cfg: config.BenchConfig, logs: Path) -> dict[str, Any]:
         "INTAKE_BROKER_URL": intake_url,
         "INTAKE_QUEUE": QUEUE,
         "INTAKE_PARTITIONS": str(PARTITIONS),
+        "INTAKE_LEASE_SECONDS": str(LEASE_SECONDS),
     }
-    with Stack(cfg, logs, env=env, consumer=True) as stack:
+    with Stack(cfg, logs, env=env, consumers=CONSUMERS) as stack:
         log("migrating")
         stack.migrate()
         log(f"starting gunicorn, Celery worker and beat, and the consumer (port {stack.port})")
         stack.start()
         stack.wait_ready()
-        _wait_consumer_ready(stack, logs)
+        conn = audit.connect(cfg.database_url)
+        _wait_consumers_share(stack, conn, "redis")
 
         def consumer_tree() -> list[psutil.Process]:
-            proc = stack.procs.get("consumer")  # absent for a moment while it restarts
-            return monitor.tree(proc.pid) if proc is not None else []
+            procs = [stack.procs.get(name) for name in stack.consumer_names()]
+            # One is absent for a moment while it restarts.
+            return [p for proc in procs if proc is not None for p in monitor.tree(proc.pid)]
 
         origin = time.time()
         sampler = monitor.RssSampler(
             trees={"consumer": consumer_tree}, interval=cfg.sample_seconds, origin=origin
         )
         sampler.start()
-        conn = audit.connect(cfg.database_url)
         try:
             return _phases(cfg, stack, conn, logs, sampler, intake_url)
         finally:
@@ -334,9 +350,9 @@ def _phases(
     amqp: dict[str, Any] | None = None
     if _amqp_available():
         queue = f"parley.bench.{uuid.uuid4().hex[:8]}"
-        offset = (logs / "consumer.log").stat().st_size
-        stack.restart("consumer", {"INTAKE_BROKER_URL": AMQP_URL, "INTAKE_QUEUE": queue})
-        _wait_consumer_ready(stack, logs, offset)
+        for name in stack.consumer_names():
+            stack.restart(name, {"INTAKE_BROKER_URL": AMQP_URL, "INTAKE_QUEUE": queue})
+        _wait_consumers_share(stack, conn, "amqp")
         amqp_pub = Publisher(AMQP_URL, queue)
         try:
             log(f"RabbitMQ: a backlog of {backlog} events, consumed after a pause")
@@ -371,6 +387,7 @@ def _phases(
             "dead_letters": dead,
             "lost": len(published) - in_inbox,
         },
+        "consumers": CONSUMERS,
         "consumer_rss_start_mb": rss_start["consumer"],
         "consumer_rss_end_mb": rss_end["consumer"],
         "consumer_rss_slope_mb_per_min": report.rnd(
