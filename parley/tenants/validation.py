@@ -37,10 +37,8 @@ def clean_time_zone(value: Any) -> str:
     try:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise InvalidTimeZone(
-            f"{value!r} is not an IANA time zone known to this server.",
-            errors={"time_zone": [f"Unknown time zone {value!r}."]},
-        ) from exc
+        message = f"{value!r} is not an IANA time zone (for example America/Sao_Paulo)."
+        raise InvalidTimeZone(message, errors={"time_zone": [message]}) from exc
     return value
 
 
