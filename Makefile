@@ -8,7 +8,7 @@ PORT ?= 8000
 LIVE_PORT ?= $(shell echo $$(( $(PORT) + 1 )))
 export PORT LIVE_PORT
 
-.PHONY: install run web live worker scheduler migrate test test-fast lint fmt lock bench clean
+.PHONY: install run web live worker scheduler consume migrate test test-fast lint fmt lock bench clean
 
 $(STAMP):
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,7 +21,8 @@ install: $(STAMP)
 migrate: install
 	$(BIN)/python manage.py migrate --noinput
 
-## The whole system in the foreground: web server, live process, Celery worker and scheduler.
+## The whole system in the foreground: web server, live process, Celery worker, scheduler
+## and the queue consumer.
 ## Ctrl-C stops them all.
 run: migrate
 	@rm -rf var/prometheus && mkdir -p var/prometheus
@@ -42,6 +43,10 @@ worker: install
 
 scheduler: install
 	$(BIN)/celery --app config beat --loglevel INFO --schedule var/celerybeat-schedule
+
+## The queue consumer alone: events from INTAKE_BROKER_URL (filesystem:// by default).
+consume: migrate
+	$(BIN)/python manage.py consume
 
 ## The whole suite, end-to-end tests included.
 test: install

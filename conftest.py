@@ -33,6 +33,9 @@ def pytest_configure(config: pytest.Config) -> None:
             )
 
 
+# The real brokers of the queue intake tests (RabbitMQ, Redis, moto's SQS).
+pytest_plugins = ["tests.brokers"]
+
 PostEvent = Callable[..., Any]
 
 

@@ -1,4 +1,5 @@
-"""The production stack under test: a fresh database, gunicorn, the Celery worker and beat.
+"""The production stack under test: a fresh database, gunicorn, the Celery worker and beat
+(and, for the parts that need it, the queue consumer).
 
 Each server process runs in its own process group, so that stopping
 it reaches its children (gunicorn's and Celery's workers) and a Ctrl-C in the
@@ -83,9 +84,19 @@ def free_port() -> int:
 class Stack:
     """Starts and stops gunicorn, the Celery worker and beat, as in the Procfile."""
 
-    def __init__(self, cfg: BenchConfig, logs: Path, env: dict[str, str] | None = None) -> None:
-        """``env`` overrides settings of the servers (e.g. ``WEB_CONCURRENCY``)."""
+    def __init__(
+        self,
+        cfg: BenchConfig,
+        logs: Path,
+        env: dict[str, str] | None = None,
+        *,
+        consumers: int = 0,
+    ) -> None:
+        """``env`` overrides settings of the servers (e.g. ``WEB_CONCURRENCY``);
+        ``consumers`` adds that many queue consumers (``manage.py consume``): ``consumer``,
+        ``consumer-2``, ..."""
         self.cfg = cfg
+        self.consumers = consumers
         self.logs = logs
         self.port = free_port()
         self.host = "127.0.0.1"
@@ -167,7 +178,11 @@ class Stack:
                 "--schedule",
                 str(self.tmp / "var" / "celerybeat-schedule"),
             ],
+            **{name: [py, "manage.py", "consume"] for name in self.consumer_names()},
         }
+
+    def consumer_names(self) -> list[str]:
+        return [f"consumer-{n}" if n > 1 else "consumer" for n in range(1, self.consumers + 1)]
 
     def migrate(self) -> None:
         log = self.logs / "migrate.log"
@@ -184,17 +199,35 @@ class Stack:
 
     def start(self) -> None:
         for name, argv in self.commands().items():
-            out = (self.logs / f"{name}.log").open("wb")
-            self.procs[name] = subprocess.Popen(
-                argv,
-                cwd=ROOT,
-                env=self.env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-            out.close()
+            self._spawn(name, argv, self.env, mode="wb")
+
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str], mode: str = "ab") -> None:
+        out = (self.logs / f"{name}.log").open(mode)
+        self.procs[name] = subprocess.Popen(
+            argv,
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        out.close()
+
+    def restart(self, name: str, env: dict[str, str]) -> None:
+        """Stop one process (SIGTERM, then SIGKILL) and start it again with ``env`` on top."""
+        proc = self.procs.pop(name)
+        _signal_group(proc, signal.SIGTERM)
+        try:
+            proc.wait(timeout=GRACEFUL_STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            _signal_group(proc, signal.SIGKILL)
+            proc.wait(timeout=5)
+        self._spawn(name, self.commands()[name], {**self.env, **env})
+
+    def signal(self, name: str, sig: signal.Signals) -> None:
+        """Signal a process's group (e.g. SIGSTOP / SIGCONT to pause the consumer)."""
+        _signal_group(self.procs[name], sig)
 
     def check_alive(self) -> None:
         for name, proc in self.procs.items():
@@ -224,7 +257,7 @@ class Stack:
 
     def stop(self) -> None:
         """SIGTERM each process group (web first), then SIGKILL what is left."""
-        for name in ("web", "scheduler", "worker"):
+        for name in ("web", "scheduler", *self.consumer_names(), "worker"):
             proc = self.procs.get(name)
             if proc is not None and proc.poll() is None:
                 _signal_group(proc, signal.SIGTERM)

@@ -54,6 +54,8 @@ INSTALLED_APPS = [
     "parley.conversations",
     "parley.lifecycle",
     "parley.analytics",
+    "parley.surveys",
+    "parley.intake",
 ]
 
 MIDDLEWARE = [
@@ -211,6 +213,31 @@ except (ZoneInfoNotFoundError, ValueError) as _exc:
         f"DEFAULT_TENANT_TIME_ZONE={DEFAULT_TENANT_TIME_ZONE!r} is not an IANA time zone."
     ) from _exc
 
+# --- Queue intake (SPEC; README "Queue intake") --------------------------
+# kombu URL, given to kombu unchanged: amqp://, sqs://, redis://, filesystem://.
+INTAKE_BROKER_URL = env.str("INTAKE_BROKER_URL", default="filesystem://")
+# kombu transport options as a JSON object (e.g. SQS region, predefined_queues).
+INTAKE_TRANSPORT_OPTIONS: dict[str, object] = env.json("INTAKE_TRANSPORT_OPTIONS", default={})
+if not isinstance(INTAKE_TRANSPORT_OPTIONS, dict):
+    raise ImproperlyConfigured("INTAKE_TRANSPORT_OPTIONS must be a JSON object.")
+# The exchange (RabbitMQ), FIFO queue (SQS) or list prefix (Redis); empty: the
+# broker's default, parley.events (parley-events.fifo on SQS).
+INTAKE_QUEUE = env.str("INTAKE_QUEUE", default="")
+INTAKE_PARTITIONS = env.int("INTAKE_PARTITIONS", default=8)
+INTAKE_MAX_DELIVERIES = env.int("INTAKE_MAX_DELIVERIES", default=5)
+INTAKE_WORKERS = env.int("INTAKE_WORKERS", default=4)
+INTAKE_BATCH_SIZE = env.int("INTAKE_BATCH_SIZE", default=50)
+INTAKE_PREFETCH = env.int("INTAKE_PREFETCH", default=200)
+# How long a worker waits for more events when a batch would be short.
+INTAKE_BATCH_LINGER_SECONDS = env.float("INTAKE_BATCH_LINGER_SECONDS", default=0.01)
+INTAKE_LEASE_SECONDS = env.float("INTAKE_LEASE_SECONDS", default=15.0)
+INTAKE_SHUTDOWN_SECONDS = env.float("INTAKE_SHUTDOWN_SECONDS", default=20.0)
+INTAKE_LAG_SECONDS = env.float("INTAKE_LAG_SECONDS", default=5.0)
+INTAKE_INBOX_RETENTION_DAYS = env.float("INTAKE_INBOX_RETENTION_DAYS", default=30.0)
+for _name in ("INTAKE_PARTITIONS", "INTAKE_MAX_DELIVERIES", "INTAKE_WORKERS", "INTAKE_BATCH_SIZE"):
+    if globals()[_name] < 1:
+        raise ImproperlyConfigured(f"{_name} must be at least 1.")
+
 # --- Outbox (STYLE "Outbox"; SPEC T-4, C-4) ----------------------------------------
 # How long an event stays in the outbox once every reader that must see it
 # (the analytics exporter) has: a console that reconnects after longer than
@@ -318,6 +345,11 @@ CELERY_BEAT_SCHEDULE = {
         # does the same work.
         "options": {"expires": max(1.0, 4 * SWEEP_INTERVAL.total_seconds())},
     },
+    "intake-inbox-prune": {
+        "task": "parley.intake.tasks.inbox_prune",
+        "schedule": timedelta(hours=1),
+        "options": {"expires": 600},
+    },
 }
 
 # --- Lifecycle, analytics and the object store (SPEC T-1 to T-6) -------------------
@@ -408,6 +440,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Two "status" fields with different choices: each enum gets its own name.
+    "ENUM_NAME_OVERRIDES": {
+        "ConversationStatusEnum": "parley.conversations.models.Conversation.Status",
+        "AcceptedStatusEnum": ["queued", "buffered", "stored", "recorded"],
+    },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "parley.webhooks.openapi.add_event_components",

@@ -12,6 +12,8 @@ urlpatterns = [
     path("metrics", health.metrics_view, name="metrics"),
     path("", include("parley.webhooks.urls")),
     path("", include("parley.conversations.urls")),
+    path("", include("parley.tenants.urls")),
+    path("", include("parley.intake.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("admin/", admin.site.urls),

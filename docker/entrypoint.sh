@@ -4,6 +4,7 @@
 #   live       the ASGI process of requests that wait (config/live.py, uvicorn)
 #   worker     Celery worker
 #   scheduler  Celery beat (the periodic sweeper)
+#   consumer   the queue consumer (events from INTAKE_BROKER_URL)
 #   migrate    apply migrations and exit
 # Extra arguments after a role are passed on to its command. Anything else is
 # run as given, e.g. `docker compose run --rm web python manage.py createsuperuser`.
@@ -40,6 +41,9 @@ case "$role" in
     scheduler)
         exec celery --app config beat --loglevel INFO \
             --schedule /tmp/celerybeat-schedule "$@"
+        ;;
+    consumer)
+        exec python manage.py consume "$@"
         ;;
     migrate)
         exec python manage.py migrate --noinput "$@"

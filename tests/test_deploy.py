@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # The virtualenv's scripts live next to its interpreter.
 BIN = Path(sys.executable).parent
 ENTRYPOINT = ROOT / "docker" / "entrypoint.sh"
-APP_SERVICES = ("web", "live", "worker", "scheduler")
+APP_SERVICES = ("web", "live", "worker", "scheduler", "consumer")
 BACKING_SERVICES = ("postgres", "redis")
 # Names whose values are secrets: never in the image, never literal in compose.yaml.
 SECRET_NAMES = {
@@ -343,7 +343,7 @@ def _case_label(line: str) -> str | None:
 
 def test_entrypoint_roles_match_compose_and_image(compose: dict[str, Any]) -> None:
     roles = entrypoint_roles()
-    assert roles == {"web", "live", "worker", "scheduler", "migrate", "*"}
+    assert roles == {"web", "live", "worker", "scheduler", "consumer", "migrate", "*"}
     for name in APP_SERVICES:
         assert compose["services"][name]["command"][0] in roles
     cmd = json.loads(next(args for keyword, args in final_stage() if keyword == "CMD"))
@@ -404,6 +404,7 @@ def test_entrypoint_web_migrates_resets_metrics_and_execs_gunicorn(
         ),
         (["migrate"], {}, "python manage.py migrate --noinput"),
         (["live"], {}, "python -m config.live"),
+        (["consumer"], {}, "python manage.py consume"),
         (["python", "manage.py", "shell"], {}, "python manage.py shell"),
     ],
 )
@@ -419,7 +420,7 @@ def test_entrypoint_runs_anything_else_as_given(stubs: Path) -> None:
 
 def test_the_programs_the_entrypoint_starts_are_installed(stubs: Path, tmp_path: Path) -> None:
     calls: list[str] = []
-    for role in ("web", "live", "worker", "scheduler", "migrate"):
+    for role in ("web", "live", "worker", "scheduler", "consumer", "migrate"):
         calls += dispatch(stubs, role, PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics"))
     programs = {call.split()[0] for call in calls}
     assert programs == {"python", "gunicorn", "celery"}
@@ -559,3 +560,14 @@ def test_env_example_values_parse(tmp_path: Path) -> None:
         env=clean_env(DJANGO_SETTINGS_MODULE="config.settings", **values),
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_consumer_service_reads_its_own_broker_and_shares_the_metrics(
+    compose: dict[str, Any],
+) -> None:
+    consumer = compose["services"]["consumer"]
+    assert consumer["environment"]["INTAKE_BROKER_URL"].startswith("${INTAKE_BROKER_URL:-redis://")
+    assert "metrics:/run/parley-metrics" in consumer["volumes"]
+    assert consumer["depends_on"]["web"]["condition"] == "service_healthy"
+    procfile = (ROOT / "Procfile").read_text()
+    assert "consumer: python manage.py consume" in procfile

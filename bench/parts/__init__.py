@@ -18,6 +18,7 @@ PARTS: dict[str, str] = {
     "core": "bench.parts.core",
     "lifecycle": "bench.parts.lifecycle",
     "writers": "bench.parts.writers",
+    "intake": "bench.parts.intake",
 }
 
 

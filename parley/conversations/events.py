@@ -20,6 +20,7 @@ MESSAGE_RECEIVED = "message.received"
 REPLY_SENT = "reply.sent"
 REPLY_FAILED = "reply.failed"
 REPLY_RETRIED = "reply.retried"
+MESSAGE_SENT = "message.sent"
 
 
 def conversation_opened(
@@ -131,4 +132,28 @@ def conversation_closed(
         tenant_id=tenant_id,
         subject=conversation_id,
         data={"conversation_id": str(conversation_id), "reason": reason},
+    )
+
+
+def message_sent(
+    *,
+    message_id: UUID,
+    conversation_id: UUID,
+    tenant_id: UUID,
+    timestamp: datetime,
+    received_at: datetime,
+    external_id: str | None,
+) -> None:
+    """An OUTBOUND message written by someone else (an agent: the seed's message.sent, Q-2)."""
+    event_append(
+        type=MESSAGE_SENT,
+        occurred_at=received_at,
+        tenant_id=tenant_id,
+        subject=conversation_id,
+        data={
+            "message_id": str(message_id),
+            "conversation_id": str(conversation_id),
+            "timestamp": iso(timestamp),
+            "external_id": external_id,
+        },
     )

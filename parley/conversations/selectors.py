@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from django.db.models import Prefetch
+from django.db.models import Prefetch, QuerySet
 
 from parley.conversations.models import Conversation, Message
 
@@ -22,3 +22,23 @@ def conversation_with_messages(*, conversation_id: UUID) -> Conversation | None:
         .filter(pk=conversation_id)
         .first()
     )
+
+
+def conversations_find(
+    *,
+    tenant_id: UUID | None = None,
+    channel_uuid: str | None = None,
+    contact_urn: str | None = None,
+    status: str | None = None,
+) -> QuerySet[Conversation]:
+    """Q-9: conversations matching every filter given, newest first (one query a page)."""
+    found = Conversation.objects.order_by("-created_at", "-id")
+    if tenant_id is not None:
+        found = found.filter(tenant_id=tenant_id)
+    if channel_uuid is not None:
+        found = found.filter(channel_uuid=channel_uuid)
+    if contact_urn is not None:
+        found = found.filter(contact_urn=contact_urn)
+    if status is not None:
+        found = found.filter(status=status)
+    return found

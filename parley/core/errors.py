@@ -84,6 +84,16 @@ class MessageIdConflict(ParleyError):
     title = "Message id already used for other content"
 
 
+class InvalidTimeZone(ParleyError):
+    code = "invalid_time_zone"
+    title = "Unknown time zone"
+
+
+class InvalidScore(ParleyError):
+    code = "invalid_score"
+    title = "Invalid survey score"
+
+
 class InvalidSignature(ParleyError):
     status = 401
     code = "invalid_signature"

@@ -2,56 +2,53 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
-from rest_framework import serializers, status
+from rest_framework import serializers
 from rest_framework.exceptions import UnsupportedMediaType
 from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from parley.conversations import selectors, services
 from parley.conversations.serializers import ConversationOutput
 from parley.core import metrics
 from parley.core.errors import ParleyError
 from parley.core.openapi import problem_responses
 from parley.core.throttling import WebhookRateThrottle
-from parley.webhooks.schemas import (
-    CloseConversation,
-    Event,
-    NewConversation,
-    NewMessage,
-    parse_event,
-)
+from parley.webhooks import dispatch
+from parley.webhooks.schemas import parse_event
 from parley.webhooks.signatures import verify_signature
 
 SAMPLE_CONVERSATION_ID = "6a41b347-8d80-4ce9-84ba-7af66f369f6a"
-EVENT_SCHEMA = {
-    "oneOf": [
-        {"$ref": "#/components/schemas/NewConversation"},
-        {"$ref": "#/components/schemas/NewMessage"},
-        {"$ref": "#/components/schemas/CloseConversation"},
-    ],
-    "discriminator": {
-        "propertyName": "type",
-        "mapping": {
-            "NEW_CONVERSATION": "#/components/schemas/NewConversation",
-            "NEW_MESSAGE": "#/components/schemas/NewMessage",
-            "CLOSE_CONVERSATION": "#/components/schemas/CloseConversation",
-        },
-    },
+NATIVE_EVENTS = {
+    "NEW_CONVERSATION": "NewConversation",
+    "NEW_MESSAGE": "NewMessage",
+    "CLOSE_CONVERSATION": "CloseConversation",
+    "SURVEY_RESPONSE": "SurveyResponse",
 }
+ENVELOPE_EVENTS = {"message.received": "MessageReceived", "message.sent": "MessageSent"}
+
+
+def _one_of(events: dict[str, str], tag: str) -> dict[str, object]:
+    refs = {name: f"#/components/schemas/{component}" for name, component in events.items()}
+    return {
+        "oneOf": [{"$ref": ref} for ref in refs.values()],
+        "discriminator": {"propertyName": tag, "mapping": refs},
+    }
+
+
+# Parley's own events (discriminated by ``type``) or the seed's envelope (by ``event_type``).
+EVENT_SCHEMA = {"oneOf": [_one_of(NATIVE_EVENTS, "type"), _one_of(ENVELOPE_EVENTS, "event_type")]}
 
 
 class MessageAcceptedOutput(serializers.Serializer):
     id = serializers.UUIDField()
     conversation_id = serializers.UUIDField()
     status = serializers.ChoiceField(
-        choices=["queued", "buffered"],
-        help_text="queued: stored in its conversation; "
-        "buffered: waiting for the conversation (B-1).",
+        choices=["queued", "buffered", "stored", "recorded"],
+        help_text="queued: stored in its conversation, to be answered; "
+        "buffered: waiting for the conversation (B-1); stored: an agent's message.sent, "
+        "never answered (Q-2); recorded: a survey answer (Q-3).",
     )
 
 
@@ -71,7 +68,8 @@ class WebhookApi(APIView):
         operation_id="webhook_receive",
         summary="Receive a conversation event",
         description=(
-            "Accepts NEW_CONVERSATION, NEW_MESSAGE and CLOSE_CONVERSATION events (seed 000). "
+            "Accepts NEW_CONVERSATION, NEW_MESSAGE, CLOSE_CONVERSATION (seed 000) and "
+            "SURVEY_RESPONSE events, and the seed 001 envelope (message.received, message.sent). "
             "When WEBHOOK_SECRET is set, Standard Webhooks signature headers are required. "
             "Errors are application/problem+json with a stable `code`."
         ),
@@ -85,12 +83,14 @@ class WebhookApi(APIView):
             ),
             202: OpenApiResponse(
                 MessageAcceptedOutput,
-                description="NEW_MESSAGE: accepted, or an identical replay (W-5).",
+                description="NEW_MESSAGE, message.received, message.sent: accepted, or an "
+                "identical replay (W-5, Q-2); SURVEY_RESPONSE or a weni_csat/weni_nps "
+                "message.received: recorded (Q-3).",
             ),
             **problem_responses(
                 s400="invalid_payload, conversation_exists, conversation_closed, "
                 "conversation_not_found, conversation_already_closed, buffer_expired, "
-                "message_id_conflict.",
+                "message_id_conflict, invalid_score.",
                 s401="invalid_signature: missing, bad or stale signature (S-1).",
                 s413="payload_too_large: body over WEBHOOK_MAX_BODY_BYTES.",
                 s415="unsupported_media_type: the body must be JSON.",
@@ -129,6 +129,40 @@ class WebhookApi(APIView):
                     "data": {"id": SAMPLE_CONVERSATION_ID},
                 },
             ),
+            OpenApiExample(
+                "SURVEY_RESPONSE",
+                request_only=True,
+                value={
+                    "type": "SURVEY_RESPONSE",
+                    "timestamp": "2025-06-04T14:26:00Z",
+                    "data": {
+                        "id": "0b8f2d3e-5a8c-4f5e-9a4a-3c1f9d7e2b10",
+                        "conversation_id": SAMPLE_CONVERSATION_ID,
+                        "kind": "NPS",
+                        "score": 9,
+                    },
+                },
+            ),
+            OpenApiExample(
+                "message.received (seed 001 envelope)",
+                request_only=True,
+                value={
+                    "event_type": "message.received",
+                    "correlation_id": "5f0c9a52-3d1e-4f0b-8d8e-2b7c1a9e4d01",
+                    "data": {
+                        "project_uuid": "1c9d4f1e-7a2b-4c3d-9e8f-0a1b2c3d4e5f",
+                        "contact_urn": "whatsapp:5511999990000",
+                        "channel_uuid": "8e2b6c1a-4d3f-4b5a-9c7d-6e5f4a3b2c1d",
+                        "message": {
+                            "id": "wamid.HBgLNTUxMTk5OTk5MDAwMBUCABIYFjNFQjA",
+                            "text": "Hi, is the apartment still available?",
+                            "source": "incoming",
+                            "created_at": "2025-06-04T14:20:05Z",
+                            "contact_name": "Ana",
+                        },
+                    },
+                },
+            ),
         ],
         tags=["webhook"],
     )
@@ -142,38 +176,10 @@ class WebhookApi(APIView):
         try:
             verify_signature(request.headers, body)
             event = parse_event(body)
-            event_type = type(event).__struct_config__.tag  # type: ignore[assignment]
-            data, code, result = _dispatch(event)
+            event_type = dispatch.event_type(event)
+            applied = dispatch.event_apply(event)
         except ParleyError as exc:
             metrics.EVENTS.labels(type=event_type, result=exc.code).inc()
             raise
-        metrics.EVENTS.labels(type=event_type, result=result).inc()
-        return Response(data, status=code)
-
-
-def _dispatch(event: Event) -> tuple[dict[str, Any], int, str]:
-    """Run the event's service; return the body, the status and the metrics result."""
-    if isinstance(event, NewMessage):
-        ingested = services.message_ingest(
-            message_id=event.data.id,
-            conversation_id=event.data.conversation_id,
-            content=event.data.content,
-            timestamp=event.timestamp,
-        )
-        body = {
-            "id": str(ingested.id),
-            "conversation_id": str(ingested.conversation_id),
-            "status": ingested.status,
-        }
-        return body, status.HTTP_202_ACCEPTED, "replay" if ingested.replay else ingested.status
-    if isinstance(event, NewConversation):
-        services.conversation_open(conversation_id=event.data.id)
-        return _representation(event.data.id), status.HTTP_201_CREATED, "created"
-    assert isinstance(event, CloseConversation)
-    services.conversation_close(conversation_id=event.data.id)
-    return _representation(event.data.id), status.HTTP_200_OK, "closed"
-
-
-def _representation(conversation_id: Any) -> dict[str, Any]:
-    conversation = selectors.conversation_with_messages(conversation_id=conversation_id)
-    return dict(ConversationOutput(conversation).data)
+        metrics.EVENTS.labels(type=event_type, result=applied.result).inc()
+        return Response(applied.body, status=applied.status)

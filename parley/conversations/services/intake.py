@@ -237,8 +237,12 @@ def _append_inbound(
     now: datetime,
     *,
     arrival: datetime | None = None,
+    external_id: str | None = None,
 ) -> None:
-    """Insert an INBOUND message into its group, and its outbox event. Caller holds the lock."""
+    """Insert an INBOUND message into its group, and its outbox event. Caller holds the lock.
+
+    ``external_id`` is the producer's own id when it was not a UUID (Q-2).
+    """
     arrival = arrival or now
     group = group_for_arrival(conversation_id, arrival=arrival, now=now)
     events.message_received(
@@ -260,6 +264,7 @@ def _append_inbound(
             "timestamp": timestamp,
             "received_at": arrival,
             "group": group.pk,
+            "external_id": external_id,
         },
     )
 

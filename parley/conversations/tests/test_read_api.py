@@ -120,3 +120,57 @@ def test_unknown_or_malformed_id_is_404_problem(client: Any, conversation_id: st
     assert response["Content-Type"] == "application/problem+json"
     body = response.json()
     assert (body["status"], body["code"]) == (404, "not_found")
+
+
+# --- GET /conversations/ (Q-9) ---------------------------------------------------------
+
+
+def test_the_list_filters_by_key_and_status_newest_first(
+    client: Any, post_event: Any, django_assert_num_queries: Any
+) -> None:
+    from parley.conversations.models import Conversation
+    from tests.payloads import envelope
+
+    with time_machine.travel(datetime(2026, 3, 1, 9, 0, tzinfo=UTC), tick=False) as clock:
+        first = post_event(envelope(contact_urn="tel:1")).json()["conversation_id"]
+        services.conversation_close(conversation_id=uuid.UUID(first))
+        clock.shift(1)
+        second = post_event(envelope(contact_urn="tel:1")).json()["conversation_id"]
+        clock.shift(1)
+        post_event(envelope(contact_urn="tel:2"))
+        clock.shift(1)
+        post_event(new_conversation(uuid.uuid4()))
+    everything = client.get("/conversations/").json()
+    assert everything["count"] == 4
+    assert everything["next"] is None
+    assert "messages" not in everything["results"][0]
+    created = [row["created_at"] for row in everything["results"]]
+    assert created == sorted(created, reverse=True)
+    mine = client.get("/conversations/?contact_urn=tel:1").json()
+    assert [row["id"] for row in mine["results"]] == [second, first]
+    assert list(mine["results"][0])[:5] == ["id", "status", "created_at", "updated_at", "tenant_id"]
+    open_only = client.get(
+        "/conversations/?contact_urn=tel:1&status=OPEN"
+        "&tenant_id=1c9d4f1e-7a2b-4c3d-9e8f-0a1b2c3d4e5f"
+        "&channel_uuid=8e2b6c1a-4d3f-4b5a-9c7d-6e5f4a3b2c1d"
+    ).json()
+    assert [row["id"] for row in open_only["results"]] == [second]
+    assert client.get(f"/conversations/?tenant_id={uuid.uuid4()}").json()["count"] == 0
+    # A fixed number of queries whatever the page holds: the count and the page.
+    for _ in range(30):
+        post_event(new_conversation(uuid.uuid4()))
+    with django_assert_num_queries(2):
+        page = client.get("/conversations/?page_size=20")
+    assert len(page.json()["results"]) == 20
+    assert page.json()["next"].endswith("page=2&page_size=20")
+    assert Conversation.objects.count() == 34
+
+
+def test_the_list_refuses_bad_filters_and_needs_the_token(client: Any, settings: Any) -> None:
+    bad = client.get("/conversations/?tenant_id=acme&status=DONE")
+    assert bad.status_code == 400
+    assert set(bad.json()["errors"]) == {"tenant_id", "status"}
+    assert client.get("/conversations/?page=9").status_code == 404
+    settings.API_TOKEN = "tok"
+    assert client.get("/conversations/").status_code == 401
+    assert client.get("/conversations/", headers={"Authorization": "Bearer tok"}).status_code == 200
