@@ -25,9 +25,18 @@ def test_schema_is_openapi_3(schema: dict[str, Any]) -> None:
 
 
 def test_schema_covers_every_endpoint(schema: dict[str, Any]) -> None:
-    assert set(schema["paths"]) == {"/webhook/", "/conversations/{conversation_id}/"}
-    assert set(schema["paths"]["/webhook/"]) == {"post"}
-    assert set(schema["paths"]["/conversations/{conversation_id}/"]) == {"get"}
+    """The web process's endpoints and the live process's (config/urls_schema.py)."""
+    methods = {path: set(operations) for path, operations in schema["paths"].items()}
+    assert methods == {
+        "/webhook/": {"post"},
+        "/conversations/{conversation_id}/": {"get"},
+        "/api/pix/{ispb}/stream/start": {"get"},
+        "/api/pix/{ispb}/stream/{interaction_id}": {"get", "delete"},
+        "/api/pix/msgs": {"post"},
+        "/api/util/msgs/{ispb}/{number}": {"post"},
+        "/api/replies/stream/start": {"get"},
+        "/api/replies/stream/{interaction_id}": {"get", "delete"},
+    }
 
 
 def test_each_event_type_has_its_own_payload_schema(schema: dict[str, Any]) -> None:
