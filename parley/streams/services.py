@@ -440,23 +440,39 @@ def _find_locked(kind: StreamKind, key: str, interaction_id: str) -> tuple[Strea
 def _claim(kind: StreamKind, stream_id: int, key: str, limit: int, now: datetime) -> Batch | None:
     """Claim up to ``limit`` pending items for the (locked, open) stream, exactly once (X-6).
 
-    One statement takes them: the inner SELECT picks the oldest pending
-    items of the key and locks them, skipping rows another claim holds, and
-    the outer UPDATE marks them, keeping ``delivered_at IS NULL`` as a guard
-    should a row have changed between the two. Then the stream's counters
-    and the interaction id that goes out with them, and the outbox event.
+    One statement takes them: its SELECT picks the oldest pending items of
+    the key and locks them, skipping rows another claim holds, and its
+    UPDATE marks them, keeping ``delivered_at IS NULL`` as a guard should a
+    row have changed between the two. Then the stream's counters, the
+    interaction id that goes out with them, and the outbox event.
+
+    On PostgreSQL the SELECT is a materialised CTE, not ``WHERE id IN
+    (SELECT ... LIMIT n FOR UPDATE SKIP LOCKED)``: the planner may run such
+    a subquery again for each row it updates, and each run locks the next
+    pending rows, so one claim took 12 items with a limit of 10 (a test
+    pins it). SQLite runs the subquery once, and serialises writers anyway.
     """
     interaction_id = new_interaction_id()
     condition, params = kind.pending_filter(key)
     table = kind.item_model._meta.db_table
-    locking = " FOR UPDATE SKIP LOCKED" if connection.vendor == "postgresql" else ""
-    rows = _execute(
-        f"UPDATE {table} SET interaction_id = %s, delivered_at = %s"  # noqa: S608
-        f" WHERE id IN (SELECT id FROM {table} WHERE delivered_at IS NULL AND {condition}"
-        f" ORDER BY id LIMIT %s{locking})"
-        " AND delivered_at IS NULL RETURNING id",
-        [interaction_id, _db_time(now), *params, limit],
-    )
+    if connection.vendor == "postgresql":
+        query = (
+            f"WITH picked AS MATERIALIZED (SELECT id FROM {table}"  # noqa: S608
+            f" WHERE delivered_at IS NULL AND {condition}"
+            " ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED)"
+            f" UPDATE {table} SET interaction_id = %s, delivered_at = %s FROM picked"
+            f" WHERE {table}.id = picked.id AND {table}.delivered_at IS NULL"
+            f" RETURNING {table}.id"
+        )
+        query_params = [*params, limit, interaction_id, _db_time(now)]
+    else:
+        query = (
+            f"UPDATE {table} SET interaction_id = %s, delivered_at = %s"  # noqa: S608
+            f" WHERE id IN (SELECT id FROM {table} WHERE delivered_at IS NULL AND {condition}"
+            " ORDER BY id LIMIT %s) AND delivered_at IS NULL RETURNING id"
+        )
+        query_params = [interaction_id, _db_time(now), *params, limit]
+    rows = _execute(query, query_params)
     if not rows:
         return None
     item_ids = sorted(int(row[0]) for row in rows)
