@@ -37,8 +37,7 @@ def test_the_stream_list_shows_open_streams_per_ispb_with_their_counts(admin_cli
 
     assert page.status_code == 200
     rows = [
-        [cell.split(">")[-1] for cell in row.split("</td>")[:-1]]
-        for row in table.split("<tr>")[2:]
+        [cell.split(">")[-1] for cell in row.split("</td>")[:-1]] for row in table.split("<tr>")[2:]
     ]
     assert rows == [["pix", "11111111", "1", "0", "0"], ["pix", ISPB, "2", "5", "3"]]
     opened = admin_client.get("/admin/streams/stream/", {"state": "open", "q": ISPB})
