@@ -14,6 +14,7 @@ their own: tests that use this client commit their data
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
@@ -155,6 +156,13 @@ class LiveClient:
 
 @pytest.fixture
 def live(settings: Any) -> Iterator[LiveClient]:
+    """The live process's application, with short poll times (0.6 s)."""
+    with live_application(settings) as client:
+        yield client
+
+
+@contextlib.contextmanager
+def live_application(settings: Any) -> Iterator[LiveClient]:
     """The live process's application, with short poll times (0.6 s).
 
     As in the live process, a request's connections close when it ends
