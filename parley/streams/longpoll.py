@@ -83,21 +83,16 @@ class Answer:
         self._step: asyncio.Task[Any] | None = None
         self._settled = False
 
-    async def step(self, fn: Callable[..., T], /, **kwargs: Any) -> T:
-        """A step that runs to its end, and records what it took, even if the request is
-        cancelled meanwhile (``asyncio.shield``)."""
-
-        async def run() -> T:
-            result = await run_db(fn, **kwargs)
-            if isinstance(result, Begun):
-                self.stream_id = result.stream_id
-                self.batch = result.batch
-            elif isinstance(result, Batch):
-                self.batch = result
-            return result
-
-        self._step = self._loop.create_task(run())
+    async def step(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """A step that runs to its end even if the request is cancelled meanwhile
+        (``asyncio.shield``); what it takes it records with :meth:`hold`, from its thread."""
+        self._step = self._loop.create_task(run_db(fn, *args, **kwargs))
         return await asyncio.shield(self._step)
+
+    def hold(self, *, stream_id: int, batch: Batch | None) -> None:
+        """Called by a step as soon as its transaction committed, before anything else."""
+        self.stream_id = stream_id
+        self.batch = batch
 
     def handed_over(self) -> None:
         """The server has the answer: from now on nothing is undone."""
@@ -197,26 +192,21 @@ async def serve(
     answer.opened = opens
     try:
         async with bell.subscribe(kind.channel, kind.bell_key(key)) as waiter:
-            begun = await answer.step(begin, **begin_kwargs, limit=limit)
-            items = await _items(answer, begun.batch)
+            items = await answer.step(_begin, answer, begin, {**begin_kwargs, "limit": limit})
+            assert answer.stream_id is not None
             while items is None:
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     break
-                await waiter.wait(min(remaining, bell.recheck_seconds))
+                rang = await waiter.wait(min(remaining, bell.recheck_seconds))
                 if deadline - loop.time() <= 0:
                     break
-                batch = await answer.step(
-                    services.stream_claim,
-                    kind=kind,
-                    stream_id=begun.stream_id,
-                    key=key,
-                    limit=limit,
-                )
-                items = await _items(answer, batch)
+                # Rung: something was committed for this key, look at once. Not rung:
+                # the periodic re-check, which first asks cheaply whether anything waits.
+                items = await answer.step(_claim, answer, key=key, limit=limit, probe=not rang)
             if items is None:
                 interaction_id = await answer.step(
-                    services.stream_finish, kind=kind, stream_id=begun.stream_id
+                    services.stream_finish, kind=kind, stream_id=answer.stream_id
                 )
                 status, body = 204, b""
             else:
@@ -238,20 +228,38 @@ async def serve(
     return HandOverResponse(body, status=status, answer=answer, headers=headers)
 
 
-async def _items(answer: Answer, batch: Batch | None) -> list[Any] | None:
+# --- The steps, each run in a worker thread in one go -------------------------------------
+
+
+def _begin(answer: Answer, begin: Callable[..., Begun], kwargs: dict[str, Any]) -> list[Any] | None:
+    """The first transaction (open or find the stream, a first claim), then the items."""
+    begun = begin(**kwargs)
+    answer.hold(stream_id=begun.stream_id, batch=begun.batch)
+    return _rendered(answer)
+
+
+def _claim(answer: Answer, *, key: str, limit: int, probe: bool) -> list[Any] | None:
+    assert answer.stream_id is not None
+    batch = services.stream_claim(
+        kind=answer.kind, stream_id=answer.stream_id, key=key, limit=limit, probe=probe
+    )
+    answer.hold(stream_id=answer.stream_id, batch=batch)
+    return _rendered(answer)
+
+
+def _rendered(answer: Answer) -> list[Any] | None:
     """The claimed items, rendered; None when nothing was claimed."""
+    batch = answer.batch
     if batch is None:
         return None
-    items = await answer.step(answer.kind.render, ids=batch.item_ids)
+    items = answer.kind.render(batch.item_ids)
     if items:
         return items
     # Every item vanished between the claim and now (a conversation deleted by
     # an operator): give the claim back and keep waiting.
-    await answer.step(
-        services.answer_withdraw,
-        stream_id=answer.stream_id,
-        interaction_id=batch.interaction_id,
-        abandon=False,
+    assert answer.stream_id is not None
+    services.answer_withdraw(
+        stream_id=answer.stream_id, interaction_id=batch.interaction_id, abandon=False
     )
-    answer.batch = None
+    answer.hold(stream_id=answer.stream_id, batch=None)
     return None
