@@ -90,12 +90,20 @@ TEMPLATES = [
 # sets it. It has its own URLs, no sync-only middleware and pooled connections.
 PARLEY_PROCESS = env.str("PARLEY_PROCESS", default="web")
 LIVE_PROCESS = PARLEY_PROCESS == "live"
+# The live process's middleware: no WhiteNoise, which is sync-only (under ASGI
+# one sync middleware makes Django run every request, waits included, on a
+# thread of its own; config/asgi.py serves the static files instead), and
+# Django's own middleware as their parley.live.middleware versions, whose
+# hooks skip the hand-off to a thread (README, "Two server processes").
+LIVE_MIDDLEWARE = [
+    # Each of Django's has a class of the same name there (an import error says so).
+    "parley.live.middleware." + m.rsplit(".", 1)[1] if m.startswith("django.") else m
+    for m in MIDDLEWARE
+    if not m.startswith("whitenoise.")
+]
 if LIVE_PROCESS:
     ROOT_URLCONF = "config.urls_live"
-    # WhiteNoise is sync-only: under ASGI one sync middleware makes Django run
-    # every request, waits included, on a thread of its own. config/asgi.py
-    # serves the static files instead.
-    MIDDLEWARE = [m for m in MIDDLEWARE if not m.startswith("whitenoise.")]
+    MIDDLEWARE = LIVE_MIDDLEWARE
 
 # --- Database -----------------------------------------------------------------
 DATABASES = {

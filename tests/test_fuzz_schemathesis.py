@@ -49,7 +49,7 @@ from werkzeug.test import Client as WerkzeugClient
 
 from config.wsgi import application
 from parley.live.bell import bell
-from parley.streams.tests.live import live_application
+from parley.live.tests.client import live_application
 from tests.payloads import new_message
 
 MAX_EXAMPLES = 60

@@ -6,9 +6,10 @@ Pix messages or replies. A kind is one small class registered here:
 * ``name``, and ``channel``: the bell channel its writers ring, with the key
   as payload;
 * ``item_model``: its table of items, with the claim columns of
-  :class:`~parley.streams.items.StreamItem`;
-* ``pending_filter(key)``: which pending items a stream of that key may
-  claim, as a SQL condition on that table;
+  :class:`~parley.streams.items.StreamItem`, and ``key_column``, the
+  column that holds an item's key (``key_param`` adapts a key to it; the
+  key ``""``, where a kind allows it, takes items of every key), plus
+  ``item_condition``, any further SQL condition on a claimable item;
 * ``render(ids)``: the items of a claim, in claim order, as JSON-ready
   objects, and ``encode`` for the body;
 * ``pull_next(key, interaction_id)``: the path of the next request;
@@ -40,6 +41,9 @@ class StreamKind:
     poll_seconds_setting: ClassVar[str]
     max_streams_setting: ClassVar[str]
     idle_seconds_setting: ClassVar[str]
+    key_column: ClassVar[str]
+    # A further condition on the item table for an item to be claimable.
+    item_condition: ClassVar[str] = "1 = 1"
     # How the key is named in messages ("ISPB", "tenant").
     key_label: ClassVar[str] = "key"
 
@@ -55,9 +59,16 @@ class StreamKind:
     def idle_seconds(self) -> float:
         return float(getattr(settings, self.idle_seconds_setting))
 
+    def key_param(self, key: str) -> Any:
+        """A key as a parameter for ``key_column``."""
+        return key
+
     def pending_filter(self, key: str) -> tuple[str, list[Any]]:
-        """A SQL condition on the item table (unqualified columns) and its parameters."""
-        raise NotImplementedError
+        """Which items a stream of ``key`` may claim: a SQL condition on the item table
+        and its parameters (with ``delivered_at IS NULL``, which the core adds)."""
+        if not key:
+            return self.item_condition, []
+        return f"{self.key_column} = %s AND {self.item_condition}", [self.key_param(key)]
 
     def bell_key(self, key: str) -> str | None:
         """The bell key a waiter of this stream key listens for; None for every key."""

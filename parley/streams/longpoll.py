@@ -7,9 +7,10 @@ One request, in order:
 2. The first step, one short transaction: open the stream (``start``) or
    find it by its id and acknowledge (continuation), and try a first claim.
 3. While nothing was claimed and the poll time has not run out: wait for the
-   bell or the re-check (at most 1 s), whichever comes first, then try to
-   claim again. A claim takes what is there at once; it never waits to fill
-   a batch (X-4).
+   bell, then try to claim again. The bell rings for a writer's commit, and
+   for the process's own re-check of the keys it waits on (at most every
+   1 s, ``watch``), which covers a lost notification. A claim takes what is
+   there at once; it never waits to fill a batch (X-4).
 4. 200 with the items, or 204 when the poll time is up. The 204 leaves
    ``END_MARGIN`` early, so that with its last step it never exceeds
    ``PIX_POLL_SECONDS`` after arrival.
@@ -43,6 +44,7 @@ from parley.streams import metrics, services
 from parley.streams.kinds import StreamKind
 from parley.streams.negotiation import BATCH, BATCH_LIMIT
 from parley.streams.services import Batch, Begun
+from parley.streams.watch import watch
 
 log = structlog.get_logger(__name__)
 
@@ -192,18 +194,18 @@ async def serve(
     answer.opened = opens
     try:
         async with bell.subscribe(kind.channel, kind.bell_key(key)) as waiter:
-            items = await answer.step(_begin, answer, begin, {**begin_kwargs, "limit": limit})
-            assert answer.stream_id is not None
-            while items is None:
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    break
-                rang = await waiter.wait(min(remaining, bell.recheck_seconds))
-                if deadline - loop.time() <= 0:
-                    break
-                # Rung: something was committed for this key, look at once. Not rung:
-                # the periodic re-check, which first asks cheaply whether anything waits.
-                items = await answer.step(_claim, answer, key=key, limit=limit, probe=not rang)
+            with watch(kind).watching(key):
+                items = await answer.step(_begin, answer, begin, {**begin_kwargs, "limit": limit})
+                assert answer.stream_id is not None
+                while items is None:
+                    remaining = deadline - loop.time()
+                    # The bell rings for a writer's commit, or for the process's
+                    # re-check that found items for this key (watch.py).
+                    if remaining <= 0 or not await waiter.wait(remaining):
+                        break
+                    if deadline - loop.time() <= 0:
+                        break
+                    items = await answer.step(_claim, answer, key=key, limit=limit)
             if items is None:
                 interaction_id = await answer.step(
                     services.stream_finish, kind=kind, stream_id=answer.stream_id
@@ -238,10 +240,10 @@ def _begin(answer: Answer, begin: Callable[..., Begun], kwargs: dict[str, Any]) 
     return _rendered(answer)
 
 
-def _claim(answer: Answer, *, key: str, limit: int, probe: bool) -> list[Any] | None:
+def _claim(answer: Answer, *, key: str, limit: int) -> list[Any] | None:
     assert answer.stream_id is not None
     batch = services.stream_claim(
-        kind=answer.kind, stream_id=answer.stream_id, key=key, limit=limit, probe=probe
+        kind=answer.kind, stream_id=answer.stream_id, key=key, limit=limit
     )
     answer.hold(stream_id=answer.stream_id, batch=batch)
     return _rendered(answer)

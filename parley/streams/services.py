@@ -200,22 +200,13 @@ def stream_resume(
 
 
 def stream_claim(
-    *,
-    kind: StreamKind,
-    stream_id: int,
-    key: str,
-    limit: int,
-    probe: bool = True,
-    now: datetime | None = None,
+    *, kind: StreamKind, stream_id: int, key: str, limit: int, now: datetime | None = None
 ) -> Batch | None:
     """Claim up to ``limit`` pending items for a waiting request of an open stream.
 
-    With ``probe``, a first look without a transaction or a lock finds most
-    of the time that nothing is pending: a waiter's periodic re-check costs
-    one indexed read. A waiter the bell rang skips it.
+    Called when the bell rang for the key: something was committed, or the
+    process's re-check found pending items (``watch``).
     """
-    if probe and not pending_exists(kind=kind, key=key):
-        return None
     at = now or timezone.now()
 
     def run() -> Batch | None:
@@ -382,6 +373,24 @@ def streams_prune(*, now: datetime | None = None, batch: int = 500) -> dict[str,
 
 
 # --- Reads used by the long poll ------------------------------------------------------
+
+
+def pending_keys(*, kind: StreamKind, keys: list[str]) -> list[str]:
+    """Those of ``keys`` with items pending, in one query (an index probe per key)."""
+    found = [""] if "" in keys and pending_exists(kind=kind, key="") else []
+    keyed = [key for key in keys if key]
+    if not keyed:
+        return found
+    table = kind.item_model._meta.db_table
+    rows = _execute(
+        f"WITH waited (k) AS (VALUES {', '.join(['(%s)'] * len(keyed))})"  # noqa: S608
+        f" SELECT k FROM waited WHERE EXISTS (SELECT 1 FROM {table}"
+        f" WHERE {table}.{kind.key_column} = waited.k AND {table}.delivered_at IS NULL"
+        f" AND {kind.item_condition})",
+        [kind.key_param(key) for key in keyed],
+    )
+    by_param = {str(kind.key_param(key)): key for key in keyed}
+    return found + [by_param[str(row[0])] for row in rows]
 
 
 def pending_exists(*, kind: StreamKind, key: str) -> bool:

@@ -66,10 +66,8 @@ class PixKind(kinds.StreamKind):
     poll_seconds_setting = "PIX_POLL_SECONDS"
     max_streams_setting = "PIX_MAX_STREAMS_PER_ISPB"
     idle_seconds_setting = "PIX_STREAM_IDLE_SECONDS"
+    key_column = "recebedor_ispb"
     key_label = "ISPB"
-
-    def pending_filter(self, key: str) -> tuple[str, list[Any]]:
-        return "recebedor_ispb = %s", [key]
 
     def render(self, ids: Sequence[int]) -> list[Any]:
         by_id = {m.id: m for m in PixMessage.objects.filter(id__in=ids)}

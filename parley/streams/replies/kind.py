@@ -30,13 +30,12 @@ class RepliesKind(kinds.StreamKind):
     poll_seconds_setting = "REPLY_STREAM_POLL_SECONDS"
     max_streams_setting = "REPLY_STREAM_MAX_PER_TENANT"
     idle_seconds_setting = "REPLY_STREAM_IDLE_SECONDS"
-    key_label = "tenant"
+    key_column = "tenant_id"
+    item_condition = _REPLY_EXISTS
+    key_label = "tenant"  # "" is a stream of every tenant's replies
 
-    def pending_filter(self, key: str) -> tuple[str, list[Any]]:
-        if not key:  # a stream of every tenant's replies
-            return _REPLY_EXISTS, []
-        tenant = sql.field(ReplyItem, "tenant_id")
-        return f"tenant_id = %s AND {_REPLY_EXISTS}", sql.adapt([(tenant, UUID(key))])
+    def key_param(self, key: str) -> Any:
+        return sql.adapt([(sql.field(ReplyItem, "tenant_id"), UUID(key))])[0]
 
     def tenant_id(self, key: str) -> UUID | None:
         return UUID(key) if key else None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -13,6 +14,7 @@ import pytest
 from django.db import connection
 
 from parley.live.bell import conninfo
+from parley.streams import services
 from parley.streams.models import Interaction, PixMessage, Stream
 from parley.streams.pix.kind import PixKind
 from parley.streams.pix.services import messages_generate
@@ -182,3 +184,69 @@ def test_waiting_requests_hold_no_database_connection(live: LiveClient, settings
 
     assert [r.status for r in replies] == [204] * 20
     assert during - before <= 1, (before, during)
+
+
+def test_a_message_whose_bell_never_rang_is_found_by_the_re_check(
+    live: LiveClient, settings: Any
+) -> None:
+    """L-3: the database is the truth; a lost notification costs at most the re-check."""
+    settings.PIX_POLL_SECONDS = 5.0
+
+    async def scenario() -> tuple[Any, float]:
+        waiting = asyncio.ensure_future(live.call("GET", START))
+        await asyncio.sleep(0.3)
+        # Stored without ringing, as if the notification were lost.
+        await asyncio.to_thread(_store_silently)
+        stored_at = asyncio.get_running_loop().time()
+        reply = await waiting
+        return reply, asyncio.get_running_loop().time() - stored_at
+
+    reply, after = live.run(scenario())
+
+    assert reply.status == 200
+    assert after <= settings.LIVE_RECHECK_SECONDS + 0.75
+
+
+def _store_silently() -> None:
+    try:
+        messages = PixMessage.objects.filter(recebedor_ispb="99999999")
+        messages_generate(ispb="99999999", count=1)
+        messages.update(recebedor_ispb=ISPB)  # no ring for ISPB
+    finally:
+        connection.close()
+
+
+def test_waiting_requests_share_one_re_check_per_process(
+    live: LiveClient, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Twenty waiters: the idle cost is one query per re-check, not twenty."""
+    settings.PIX_POLL_SECONDS = 2.0
+    checks: list[list[str]] = []
+    claims: list[int] = []
+    pending_keys = services.pending_keys
+    stream_claim = services.stream_claim
+
+    def counting_checks(**kwargs: Any) -> list[str]:
+        checks.append(kwargs["keys"])
+        return pending_keys(**kwargs)
+
+    def counting_claims(**kwargs: Any) -> Any:
+        claims.append(kwargs["stream_id"])
+        return stream_claim(**kwargs)
+
+    monkeypatch.setattr(services, "pending_keys", counting_checks)
+    monkeypatch.setattr(services, "stream_claim", counting_claims)
+
+    async def scenario() -> list[int]:
+        replies = await asyncio.gather(
+            *(live.call("GET", f"/api/pix/{n:08d}/stream/start") for n in range(1, 21))
+        )
+        return [r.status for r in replies]
+
+    assert live.run(scenario()) == [204] * 20
+    rounds = 2.0 / settings.LIVE_RECHECK_SECONDS
+    assert 1 <= len(checks) <= rounds + 1, checks
+    assert all(len(keys) == 20 for keys in checks[:-1])
+    # Nothing was pending, so nobody was rung, but for the bell's own "look again"
+    # when its LISTEN connection (re)starts: at most one claim per waiter.
+    assert max(Counter(claims).values(), default=0) <= 1, claims

@@ -395,3 +395,12 @@ def test_the_claim_statement_locks_with_skip_locked_on_postgresql() -> None:
     assert len(claims) == 1
     assert claims[0].startswith("WITH picked AS MATERIALIZED (SELECT id FROM streams_pixmessage")
     assert "streams_pixmessage.delivered_at IS NULL RETURNING" in claims[0]
+
+
+def test_pending_keys_names_the_waited_keys_that_have_pending_items() -> None:
+    messages_generate(ispb=ISPB, count=2)
+    messages_generate(ispb=OTHER, count=1)
+    start(key=OTHER)  # takes OTHER's only message
+
+    assert services.pending_keys(kind=PIX, keys=[ISPB, OTHER, "99999999"]) == [ISPB]
+    assert services.pending_keys(kind=PIX, keys=[]) == []
