@@ -41,7 +41,7 @@ class Stream(models.Model):
     key = models.CharField(max_length=64, blank=True)
     slot = models.PositiveSmallIntegerField()
     opened_at = models.DateTimeField()
-    # The latest arrival or end of a request of this stream.
+    # When the stream was opened or last answered.
     last_seen_at = models.DateTimeField()
     # When the stream expires if no request comes: the idle time after the
     # latest request ended, and never before a request in flight can have

@@ -4,10 +4,21 @@ Every function is one short transaction (or a few); none waits. The long
 poll (``longpoll``) calls them between its waits, from a thread, holding no
 connection in between (SPEC L-1).
 
-Locks, always taken in this order so that no two transactions wait for each
-other in a cycle: the key (``stream_start`` only), the stream row, then the
-items. Claims lock their items with ``FOR UPDATE SKIP LOCKED``, so two
-claims never wait for each other's items either.
+**Locks.** A claim locks the pending items it takes (``FOR UPDATE SKIP
+LOCKED``: two claims never wait for each other's items), then the stream's
+row, which it updates only if it is still open. DELETE, expiry and the
+withdrawal of an answer lock the stream's row and touch only items already
+delivered, never pending ones, so no two of these wait for each other in a
+cycle. ``stream_start`` takes a lock on its key first.
+
+**No write while idle.** A request that finds nothing writes nothing until
+its 204: no row lock, no acknowledgement to record, and the idle expiry is
+moved only if the request could outlive it. Its transactions then commit
+without a WAL flush, which matters: 200 idle long polls must not add to the
+commits the webhooks wait for (``make bench``, part ``streams``). The 204's
+own update of the idle expiry commits without waiting for the disk either
+(``synchronous_commit`` off for it alone): a database crash that loses it
+lets the stream expire up to one poll early.
 """
 
 from __future__ import annotations
@@ -172,23 +183,26 @@ def stream_resume(
         closed = False
         begun: Begun | None = None
         with transaction.atomic():
-            found = _find_locked(kind, key, interaction_id)
+            found = _find(kind, key, interaction_id, lock=False)
             if found is None:
                 raise StreamNotFound(_not_found_detail(kind, interaction_id))
             stream, seq = found
             if stream.closed_at is not None:
                 closed = True
             elif stream.expires_at <= at:
-                _close(stream.id, Stream.CloseReason.EXPIRED, at)
-                closed = True
-            else:
+                # Expired: closed now if the sweep has not yet (or a request of
+                # it moved the time meanwhile: then it is not closed after all).
+                closed = _close(stream.id, Stream.CloseReason.EXPIRED, at)
+            if not closed:
                 acknowledged = _acknowledge(stream.id, up_to_seq=seq, now=at)
-                _execute(
-                    f"UPDATE {_STREAM} SET last_seen_at = %s,"  # noqa: S608  (names from the models)
-                    f" expires_at = {_greatest()}(expires_at, %s),"
-                    " acknowledged_count = acknowledged_count + %s WHERE id = %s",
-                    [_db_time(at), _db_time(at + _in_flight(kind)), acknowledged, stream.id],
-                )
+                in_flight = at + _in_flight(kind)
+                if acknowledged or stream.expires_at < in_flight:
+                    _execute(
+                        f"UPDATE {_STREAM} SET"  # noqa: S608  (names from the models)
+                        f" expires_at = {_greatest()}(expires_at, %s),"
+                        " acknowledged_count = acknowledged_count + %s WHERE id = %s",
+                        [_db_time(in_flight), acknowledged, stream.id],
+                    )
                 begun = Begun(stream.id, _claim(kind, stream.id, key, limit, at))
         if closed:
             raise StreamClosed(_closed_detail(kind))
@@ -211,8 +225,6 @@ def stream_claim(
 
     def run() -> Batch | None:
         with transaction.atomic():
-            if not _lock_open(stream_id):
-                raise StreamClosed(_closed_detail(kind))
             return _claim(kind, stream_id, key, limit, at)
 
     result: Batch | None = _retrying_id_collisions(run)
@@ -229,6 +241,10 @@ def stream_finish(*, kind: StreamKind, stream_id: int, now: datetime | None = No
 
     def run() -> str:
         with transaction.atomic():
+            if connection.vendor == "postgresql":
+                # Only the idle expiry moves here (unless an id is issued, below,
+                # which makes the commit wait for the disk again): see the module.
+                _execute("SET LOCAL synchronous_commit TO OFF", [])
             rows = _execute(
                 f"UPDATE {_STREAM} SET last_seen_at = %s,"  # noqa: S608  (names from the models)
                 f" expires_at = {_greatest()}(expires_at, %s)"
@@ -245,6 +261,8 @@ def stream_finish(*, kind: StreamKind, stream_id: int, now: datetime | None = No
             )
             if latest is not None:
                 return latest
+            if connection.vendor == "postgresql":
+                _execute("SET LOCAL synchronous_commit TO ON", [])
             return _issue(stream_id, item_count=0, now=at)
 
     result: str = _retrying_id_collisions(run)
@@ -261,7 +279,7 @@ def stream_delete(
     """
     at = now or timezone.now()
     with transaction.atomic():
-        found = _find_locked(kind, key, interaction_id)
+        found = _find(kind, key, interaction_id, lock=True)
         if found is None:
             raise StreamNotFound(_not_found_detail(kind, interaction_id))
         stream, _ = found
@@ -426,35 +444,29 @@ def _lock_key(kind: str, key: str) -> None:
     )
 
 
-def _lock_open(stream_id: int) -> bool:
-    """Lock the stream's row; whether it is still open."""
-    return (
-        Stream.objects.select_for_update(no_key=True)
-        .filter(id=stream_id, closed_at__isnull=True)
-        .exists()
-    )
-
-
-def _find_locked(kind: StreamKind, key: str, interaction_id: str) -> tuple[Stream, int] | None:
-    """The stream an id was issued to, its row locked, and the id's sequence number.
+def _find(
+    kind: StreamKind, key: str, interaction_id: str, *, lock: bool
+) -> tuple[Stream, int] | None:
+    """The stream an id was issued to (its row locked, with ``lock``), and the id's number.
 
     None for an id that is malformed, unknown, or issued to another kind or key.
     """
     if not ID_PATTERN.fullmatch(interaction_id):
         return None
-    found = (
-        Interaction.objects.select_related("stream")
-        .select_for_update(of=("stream",), no_key=True)
-        .filter(id=interaction_id, stream__kind=kind.name, stream__key=key)
-        .first()
-    )
+    query = Interaction.objects.select_related("stream")
+    if lock:
+        query = query.select_for_update(of=("stream",), no_key=True)
+    found = query.filter(id=interaction_id, stream__kind=kind.name, stream__key=key).first()
     if found is None:
         return None
     return found.stream, found.seq
 
 
 def _claim(kind: StreamKind, stream_id: int, key: str, limit: int, now: datetime) -> Batch | None:
-    """Claim up to ``limit`` pending items for the (locked, open) stream, exactly once (X-6).
+    """Claim up to ``limit`` pending items for the stream, exactly once (X-6).
+
+    410 (and nothing claimed: the transaction rolls back) if the stream was
+    closed meanwhile.
 
     One statement takes them: its SELECT picks the oldest pending items of
     the key and locks them, skipping rows another claim holds, and its
@@ -495,9 +507,12 @@ def _claim(kind: StreamKind, stream_id: int, key: str, limit: int, now: datetime
     seq_rows = _execute(
         f"UPDATE {_STREAM} SET last_seq = last_seq + 1,"  # noqa: S608
         " delivered_count = delivered_count + %s, last_seen_at = %s,"
-        f" expires_at = {_greatest()}(expires_at, %s) WHERE id = %s RETURNING last_seq",
+        f" expires_at = {_greatest()}(expires_at, %s)"
+        " WHERE id = %s AND closed_at IS NULL RETURNING last_seq",
         [len(item_ids), _db_time(now), _db_time(now + _idle(kind)), stream_id],
     )
+    if not seq_rows:
+        raise StreamClosed(_closed_detail(kind))
     _insert_interaction(interaction_id, stream_id, seq_rows[0][0], len(item_ids), now)
     events.stream_delivered(
         stream_id=stream_id,
@@ -535,14 +550,18 @@ def _insert_interaction(
 
 
 def _acknowledge(stream_id: int, *, up_to_seq: int | None, now: datetime) -> int:
-    """Mark the stream's ids up to ``up_to_seq`` (all: None) acknowledged; items newly acked."""
+    """Mark the stream's ids up to ``up_to_seq`` (all: None) acknowledged; items newly acked.
+
+    Ids that carried no item (a 204's) have nothing to acknowledge and stay as they are.
+    """
     bound = "" if up_to_seq is None else " AND seq <= %s"
     params: list[Any] = [_db_time(now), stream_id]
     if up_to_seq is not None:
         params.append(up_to_seq)
     rows = _execute(
         f"UPDATE {_INTERACTION} SET acked_at = %s"  # noqa: S608
-        f" WHERE stream_id = %s AND acked_at IS NULL{bound} RETURNING item_count",
+        f" WHERE stream_id = %s AND acked_at IS NULL AND item_count > 0{bound}"
+        " RETURNING item_count",
         params,
     )
     return sum(int(row[0]) for row in rows)

@@ -404,3 +404,29 @@ def test_pending_keys_names_the_waited_keys_that_have_pending_items() -> None:
 
     assert services.pending_keys(kind=PIX, keys=[ISPB, OTHER, "99999999"]) == [ISPB]
     assert services.pending_keys(kind=PIX, keys=[]) == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_request_that_finds_nothing_writes_nothing_until_its_204() -> None:
+    """An idle long poll's look costs no WAL flush: no row written, none locked."""
+    if connection.vendor != "postgresql":
+        pytest.skip("asks PostgreSQL whether the transaction was given an id")
+    begun = start()
+    interaction_id = finish(begun.stream_id, T0 + seconds(8))
+
+    def xid_after(step: Any) -> Any:
+        from django.db import transaction
+
+        with transaction.atomic(), connection.cursor() as cursor:
+            step()
+            cursor.execute("SELECT pg_current_xact_id_if_assigned()")
+            return cursor.fetchone()[0]
+
+    assert xid_after(lambda: resume(interaction_id, T0 + seconds(9))) is None
+    assert (
+        xid_after(
+            lambda: services.stream_claim(kind=PIX, stream_id=begun.stream_id, key=ISPB, limit=10)
+        )
+        is None
+    )
+    assert xid_after(lambda: finish(begun.stream_id, T0 + seconds(17))) is not None
