@@ -292,11 +292,17 @@ def _collect(stack: Stack, ispb: str, accept: str, seconds: float) -> tuple[floa
 
 
 class IdlePolls:
-    """``count`` collectors that each keep one long poll waiting, in one thread (asyncio)."""
+    """``count`` collectors that each keep one long poll waiting, in one thread (asyncio).
 
-    def __init__(self, stack: Stack, count: int) -> None:
+    Their starts are spread over ``spread`` seconds (the poll time), as those of
+    independent collectors are: started together, they would all come back
+    together every 8 s, a burst no real population of collectors makes.
+    """
+
+    def __init__(self, stack: Stack, count: int, spread: float = 8.0) -> None:
         self.stack = stack
         self.count = count
+        self.spread = spread
         self.waiting = 0
         self.errors = 0
         self._stop: asyncio.Event | None = None
@@ -305,7 +311,7 @@ class IdlePolls:
 
     def start(self) -> None:
         self._thread.start()
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + self.spread + 30
         while self.waiting < self.count and time.monotonic() < deadline:
             time.sleep(0.1)
         time.sleep(1.0)  # their first looks are done: they only wait from here on
@@ -321,13 +327,17 @@ class IdlePolls:
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        tasks = [asyncio.create_task(self._poll(IDLE_ISPB_BASE + i)) for i in range(self.count)]
+        tasks = [
+            asyncio.create_task(self._poll(IDLE_ISPB_BASE + i, self.spread * i / self.count))
+            for i in range(self.count)
+        ]
         await self._stop.wait()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _poll(self, ispb: int) -> None:
+    async def _poll(self, ispb: int, delay: float) -> None:
+        await asyncio.sleep(delay)
         reader, writer = await asyncio.open_connection(self.stack.host, self.stack.live_port)
         path = f"/api/pix/{ispb:08d}/stream/start"
         try:
