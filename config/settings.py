@@ -359,6 +359,10 @@ CELERY_BEAT_SCHEDULE["streams-sweep"] = {
 # The schema at /api/schema/ documents the live process's endpoints too, though
 # the web process does not route them (config/urls_schema.py).
 SPECTACULAR_SETTINGS["DEFAULT_GENERATOR_CLASS"] = "config.schema.SchemaGenerator"
+SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"] = [
+    *SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"],  # type: ignore[misc]
+    "parley.streams.openapi.bound_batches",
+]
 
 # --- Static files, i18n ----------------------------------------------------------
 STATIC_URL = "static/"

@@ -99,4 +99,3 @@ class MessageMiddleware(_InlineHooks, messages.MessageMiddleware):
                 request, response
             )
         return response
-

@@ -142,3 +142,13 @@ def stream_delete_schema(
         },
         **kwargs,
     )
+
+
+def bound_batches(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """drf-spectacular postprocessing hook: a batch answer holds 1 to 10 items (X-3)."""
+    for name, schema in result.get("components", {}).get("schemas", {}).items():
+        if name.endswith("Answer"):
+            for option in schema.get("oneOf", []):
+                if option.get("type") == "array":
+                    option.update(minItems=1, maxItems=BATCH_LIMIT)
+    return result
