@@ -63,3 +63,39 @@ def test_every_documented_error_is_problem_json(schema: dict[str, Any]) -> None:
         for status, response in responses.items():
             if status.startswith(("4", "5")):
                 assert list(response["content"]) == ["application/problem+json"], status
+
+
+def test_the_stream_endpoints_document_their_headers_and_errors(schema: dict[str, Any]) -> None:
+    """Section 8: Pull-Next on 200 and 204, Retry-After on 429, Allow on 405, Accept."""
+    paths = schema["paths"]
+    for path in ("/api/pix/{ispb}/stream/start", "/api/replies/stream/start"):
+        get = paths[path]["get"]
+        responses = get["responses"]
+        assert {"200", "204", "405", "406", "429"} <= set(responses), path
+        assert set(responses["200"]["headers"]) == set(responses["204"]["headers"]) == {"Pull-Next"}
+        assert set(responses["429"]["headers"]) == {"Retry-After"}
+        assert set(responses["405"]["headers"]) == {"Allow"}
+        assert "Accept" in {p["name"] for p in get["parameters"] if p["in"] == "header"}
+    for path in ("/api/pix/{ispb}/stream/{interaction_id}", "/api/replies/stream/{interaction_id}"):
+        assert {"200", "204", "404", "406", "410"} <= set(paths[path]["get"]["responses"])
+        assert "429" not in paths[path]["get"]["responses"]  # only start answers 429 (X-7)
+        assert {"200", "404"} <= set(paths[path]["delete"]["responses"])
+    assert "400" in paths["/api/pix/{ispb}/stream/start"]["get"]["responses"]  # invalid_ispb
+    assert {"201", "400", "409"} <= set(paths["/api/pix/msgs"]["post"]["responses"])
+    assert {"201", "400"} <= set(paths["/api/util/msgs/{ispb}/{number}"]["post"]["responses"])
+    answer = schema["components"]["schemas"]["PixMessageAnswer"]["oneOf"]
+    assert answer[1] == {
+        "type": "array",
+        "items": {"$ref": "#/components/schemas/PixMessage"},
+        "minItems": 1,
+        "maxItems": 10,
+    }
+    assert schema["components"]["schemas"]["PixMessage"]["properties"]["valor"]["type"] == "number"
+    for path, item in paths.items():
+        for operation in item.values():
+            for status, response in operation["responses"].items():
+                if status.startswith(("4", "5")):
+                    assert list(response["content"]) == ["application/problem+json"], (
+                        path,
+                        status,
+                    )
