@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import http.client
-import os
 import random
 import threading
 import time
@@ -38,6 +37,7 @@ import psutil
 
 from bench import audit, config, monitor, report
 from bench.common import Phases, command, git_commit, log, machine
+from bench.config import _float, _int
 from bench.loadgen import run_closed_loop
 from bench.parts import core
 from bench.stack import BenchError, Stack, reset_database
@@ -46,16 +46,6 @@ NAME = "streams"
 PIX_TABLE = "streams_pixmessage"
 WAKE_ISPB = "90000001"
 IDLE_ISPB_BASE = 80_000_000
-
-
-def _int(name: str, default: int) -> int:
-    raw = os.environ.get(name, "").strip()
-    return int(raw) if raw else default
-
-
-def _float(name: str, default: float) -> float:
-    raw = os.environ.get(name, "").strip()
-    return float(raw) if raw else default
 
 
 def run(cfg: config.BenchConfig, logs: Path) -> dict[str, Any]:

@@ -77,25 +77,30 @@ class CsrfViewMiddleware(_InlineHooks, csrf.CsrfViewMiddleware):
         return super().process_view(request, callback, callback_args, callback_kwargs)
 
 
-class SessionMiddleware(_InlineHooks, sessions.SessionMiddleware):
-    """A lazy session; its response hook saves it, in a thread, only if a view used it."""
+class _SavedInThread(_InlineHooks):
+    """A response hook that may write to the database: in a thread, if a view used it."""
+
+    def used(self, request: HttpRequest) -> bool:
+        raise NotImplementedError
 
     async def _response(self, request: HttpRequest, response: Any) -> Any:
+        if not self.used(request):
+            return response
+        save = sync_to_async(self.process_response, thread_sensitive=True)  # type: ignore[attr-defined]
+        return await save(request, response)
+
+
+class SessionMiddleware(_SavedInThread, sessions.SessionMiddleware):
+    """A lazy session, saved (in a thread) only if a view read or changed it."""
+
+    def used(self, request: HttpRequest) -> bool:
         session = getattr(request, "session", None)
-        if session is not None and (session.accessed or session.modified):
-            return await sync_to_async(self.process_response, thread_sensitive=True)(
-                request, response
-            )
-        return response
+        return session is not None and (session.accessed or session.modified)
 
 
-class MessageMiddleware(_InlineHooks, messages.MessageMiddleware):
-    """Messages are stored, in a thread, only if a view added or read some."""
+class MessageMiddleware(_SavedInThread, messages.MessageMiddleware):
+    """Messages are stored (in a thread) only if a view added or read some."""
 
-    async def _response(self, request: HttpRequest, response: Any) -> Any:
+    def used(self, request: HttpRequest) -> bool:
         storage = getattr(request, "_messages", None)
-        if storage is not None and (storage.used or storage.added_new):
-            return await sync_to_async(self.process_response, thread_sensitive=True)(
-                request, response
-            )
-        return response
+        return storage is not None and (storage.used or storage.added_new)

@@ -9,6 +9,7 @@ to show open streams per key and what they handed out.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 from parley.outbox.services import event_append
@@ -19,15 +20,36 @@ STREAM_RELEASED = "stream.released"
 STREAM_CLOSED = "stream.closed"
 
 
-def stream_opened(
-    *, stream_id: int, kind: str, key: str, slot: int, tenant_id: UUID | None, at: datetime
+def _append(
+    type: str,
+    *,
+    stream_id: int,
+    kind: str,
+    key: str,
+    tenant_id: UUID | None,
+    at: datetime,
+    **data: Any,
 ) -> None:
     event_append(
-        type=STREAM_OPENED,
+        type=type,
         occurred_at=at,
         tenant_id=tenant_id,
         subject=key,
-        data={"stream_id": stream_id, "kind": kind, "key": key, "slot": slot},
+        data={"stream_id": stream_id, "kind": kind, "key": key, **data},
+    )
+
+
+def stream_opened(
+    *, stream_id: int, kind: str, key: str, slot: int, tenant_id: UUID | None, at: datetime
+) -> None:
+    _append(
+        STREAM_OPENED,
+        stream_id=stream_id,
+        kind=kind,
+        key=key,
+        tenant_id=tenant_id,
+        at=at,
+        slot=slot,
     )
 
 
@@ -42,18 +64,15 @@ def stream_delivered(
     at: datetime,
 ) -> None:
     """``count`` items left in the answer that issued ``interaction_id``."""
-    event_append(
-        type=STREAM_DELIVERED,
-        occurred_at=at,
+    _append(
+        STREAM_DELIVERED,
+        stream_id=stream_id,
+        kind=kind,
+        key=key,
         tenant_id=tenant_id,
-        subject=key,
-        data={
-            "stream_id": stream_id,
-            "kind": kind,
-            "key": key,
-            "interaction_id": interaction_id,
-            "count": count,
-        },
+        at=at,
+        interaction_id=interaction_id,
+        count=count,
     )
 
 
@@ -69,18 +88,15 @@ def stream_released(
 ) -> None:
     """The answer of a ``stream.delivered`` never reached its client: its items are pending
     again."""
-    event_append(
-        type=STREAM_RELEASED,
-        occurred_at=at,
+    _append(
+        STREAM_RELEASED,
+        stream_id=stream_id,
+        kind=kind,
+        key=key,
         tenant_id=tenant_id,
-        subject=key,
-        data={
-            "stream_id": stream_id,
-            "kind": kind,
-            "key": key,
-            "interaction_id": interaction_id,
-            "count": count,
-        },
+        at=at,
+        interaction_id=interaction_id,
+        count=count,
     )
 
 
@@ -95,17 +111,14 @@ def stream_closed(
     tenant_id: UUID | None,
     at: datetime,
 ) -> None:
-    event_append(
-        type=STREAM_CLOSED,
-        occurred_at=at,
+    _append(
+        STREAM_CLOSED,
+        stream_id=stream_id,
+        kind=kind,
+        key=key,
         tenant_id=tenant_id,
-        subject=key,
-        data={
-            "stream_id": stream_id,
-            "kind": kind,
-            "key": key,
-            "reason": reason,
-            "delivered": delivered,
-            "acknowledged": acknowledged,
-        },
+        at=at,
+        reason=reason,
+        delivered=delivered,
+        acknowledged=acknowledged,
     )

@@ -107,10 +107,7 @@ def stream_resume(
         closed = False
         begun: Begun | None = None
         with transaction.atomic():
-            found = _find(kind, key, interaction_id, lock=False)
-            if found is None:
-                raise StreamNotFound(not_found_detail(kind, interaction_id))
-            stream, seq = found
+            stream, seq = _find(kind, key, interaction_id, lock=False)
             if stream.closed_at is not None:
                 closed = True
             elif stream.expires_at <= at:
@@ -185,10 +182,7 @@ def stream_delete(
     """
     at = now or timezone.now()
     with transaction.atomic():
-        found = _find(kind, key, interaction_id, lock=True)
-        if found is None:
-            raise StreamNotFound(not_found_detail(kind, interaction_id))
-        stream, _ = found
+        stream, _ = _find(kind, key, interaction_id, lock=True)
         if stream.closed_at is not None:
             return
         acknowledged = _acknowledge(stream.id, up_to_seq=None, now=at)
@@ -213,21 +207,19 @@ def _lock_key(kind: str, key: str) -> None:
     )
 
 
-def _find(
-    kind: StreamKind, key: str, interaction_id: str, *, lock: bool
-) -> tuple[Stream, int] | None:
+def _find(kind: StreamKind, key: str, interaction_id: str, *, lock: bool) -> tuple[Stream, int]:
     """The stream an id was issued to (its row locked, with ``lock``), and the id's number.
 
-    None for an id that is malformed, unknown, or issued to another kind or key.
+    404 for an id that is malformed, unknown, or issued to another kind or key.
     """
-    if not ID_PATTERN.fullmatch(interaction_id):
-        return None
-    query = Interaction.objects.select_related("stream")
-    if lock:
-        query = query.select_for_update(of=("stream",), no_key=True)
-    found = query.filter(id=interaction_id, stream__kind=kind.name, stream__key=key).first()
+    found = None
+    if ID_PATTERN.fullmatch(interaction_id):
+        query = Interaction.objects.select_related("stream")
+        if lock:
+            query = query.select_for_update(of=("stream",), no_key=True)
+        found = query.filter(id=interaction_id, stream__kind=kind.name, stream__key=key).first()
     if found is None:
-        return None
+        raise StreamNotFound(not_found_detail(kind, interaction_id))
     return found.stream, found.seq
 
 
