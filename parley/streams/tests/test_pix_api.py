@@ -170,6 +170,12 @@ def test_a_body_that_is_not_a_json_object_is_refused(live: LiveClient) -> None:
         (b"\xff\xfe", "application/json", 400, "invalid_payload"),
         (b"", "application/json", 400, "invalid_payload"),
         (json.dumps(SEED_MESSAGE).encode(), "text/plain", 415, "unsupported_media_type"),
+        (
+            b'{"campoLivre": "' + b"x" * 300_000 + b'"}',
+            "application/json",
+            413,
+            "payload_too_large",
+        ),
     ]:
         headers = {"Content-Type": content_type}
         problem(live.request("POST", "/api/pix/msgs", body=body, headers=headers), status, code)
