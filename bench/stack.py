@@ -1,5 +1,5 @@
-"""The production stack under test: a fresh database, gunicorn, the Celery worker and beat
-(and, for the parts that need it, the queue consumer).
+"""The production stack under test: a fresh database, gunicorn, the live process (uvicorn),
+the Celery worker and beat (and, for the parts that need it, the queue consumer).
 
 Each server process runs in its own process group, so that stopping
 it reaches its children (gunicorn's and Celery's workers) and a Ctrl-C in the
@@ -82,7 +82,8 @@ def free_port() -> int:
 
 
 class Stack:
-    """Starts and stops gunicorn, the Celery worker and beat, as in the Procfile."""
+    """Starts and stops gunicorn, the live process, the Celery worker and beat, as in the
+    Procfile."""
 
     def __init__(
         self,
@@ -99,6 +100,7 @@ class Stack:
         self.consumers = consumers
         self.logs = logs
         self.port = free_port()
+        self.live_port = free_port()
         self.host = "127.0.0.1"
         self.tmp = Path(tempfile.mkdtemp(prefix="parley-bench-"))
         (self.tmp / "prometheus").mkdir()
@@ -111,6 +113,10 @@ class Stack:
     def base_url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
+    @property
+    def live_url(self) -> str:
+        return f"http://{self.host}:{self.live_port}"
+
     def _environment(self) -> dict[str, str]:
         env = dict(os.environ)
         env.update(
@@ -121,6 +127,7 @@ class Stack:
             DEBUG="false",
             HOST=self.host,
             PORT=str(self.port),
+            LIVE_PORT=str(self.live_port),
             DATABASE_URL=self.cfg.database_url,
             REDIS_URL=self.cfg.redis_url,
             CELERY_BROKER_URL=self.cfg.redis_url,
@@ -152,6 +159,8 @@ class Stack:
                 str(self.tmp / "gunicorn.ctl"),
                 "config.wsgi",
             ],
+            # The live process (config/live.py): long polls and event streams.
+            "live": [py, "-m", "config.live"],
             "worker": [
                 py,
                 "-m",
@@ -236,28 +245,30 @@ class Stack:
                 raise BenchError(f"{name} exited with code {proc.returncode}:\n{tail}")
 
     def wait_ready(self, timeout: float = 90.0) -> None:
-        """Until ``/readyz`` answers 200 (database and broker reachable)."""
+        """Until ``/readyz`` answers 200 (database and broker reachable) on web and live."""
         deadline = time.monotonic() + timeout
-        last = ""
-        while time.monotonic() < deadline:
-            self.check_alive()
-            try:
-                with urllib.request.urlopen(f"{self.base_url}/readyz", timeout=3) as resp:
-                    if resp.status == 200:
-                        return
-            except urllib.error.HTTPError as exc:
-                last = f"HTTP {exc.code}"
-            except OSError as exc:
-                last = str(exc)
-            time.sleep(0.3)
-        raise BenchError(f"gunicorn was not ready after {timeout:.0f} s ({last}).")
+        for name, url in (("gunicorn", self.base_url), ("the live process", self.live_url)):
+            last = ""
+            while True:
+                self.check_alive()
+                try:
+                    with urllib.request.urlopen(f"{url}/readyz", timeout=3) as resp:
+                        if resp.status == 200:
+                            break
+                except urllib.error.HTTPError as exc:
+                    last = f"HTTP {exc.code}"
+                except OSError as exc:
+                    last = str(exc)
+                if time.monotonic() > deadline:
+                    raise BenchError(f"{name} was not ready after {timeout:.0f} s ({last}).")
+                time.sleep(0.3)
 
     def pid(self, name: str) -> int:
         return self.procs[name].pid
 
     def stop(self) -> None:
         """SIGTERM each process group (web first), then SIGKILL what is left."""
-        for name in ("web", "scheduler", *self.consumer_names(), "worker"):
+        for name in ("web", "live", "scheduler", *self.consumer_names(), "worker"):
             proc = self.procs.get(name)
             if proc is not None and proc.poll() is None:
                 _signal_group(proc, signal.SIGTERM)

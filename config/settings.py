@@ -56,6 +56,7 @@ INSTALLED_APPS = [
     "parley.analytics",
     "parley.surveys",
     "parley.intake",
+    "parley.streams",
 ]
 
 MIDDLEWARE = [
@@ -93,12 +94,20 @@ TEMPLATES = [
 # sets it. It has its own URLs, no sync-only middleware and pooled connections.
 PARLEY_PROCESS = env.str("PARLEY_PROCESS", default="web")
 LIVE_PROCESS = PARLEY_PROCESS == "live"
+# The live process's middleware: no WhiteNoise, which is sync-only (under ASGI
+# one sync middleware makes Django run every request, waits included, on a
+# thread of its own; config/asgi.py serves the static files instead), and
+# Django's own middleware as their parley.live.middleware versions, whose
+# hooks skip the hand-off to a thread (README, "Two server processes").
+LIVE_MIDDLEWARE = [
+    # Each of Django's has a class of the same name there (an import error says so).
+    "parley.live.middleware." + m.rsplit(".", 1)[1] if m.startswith("django.") else m
+    for m in MIDDLEWARE
+    if not m.startswith("whitenoise.")
+]
 if LIVE_PROCESS:
     ROOT_URLCONF = "config.urls_live"
-    # WhiteNoise is sync-only: under ASGI one sync middleware makes Django run
-    # every request, waits included, on a thread of its own. config/asgi.py
-    # serves the static files instead.
-    MIDDLEWARE = [m for m in MIDDLEWARE if not m.startswith("whitenoise.")]
+    MIDDLEWARE = LIVE_MIDDLEWARE
 
 # --- Database -----------------------------------------------------------------
 DATABASES = {
@@ -450,6 +459,47 @@ SPECTACULAR_SETTINGS = {
         "parley.webhooks.openapi.add_event_components",
     ],
 }
+
+# --- Streams for collectors (SPEC section 8) -------------------------------------
+# Long polls of the live process: the Pix API (seed 004) and reply streams.
+# A GET answers 204 once this much has passed since it arrived (X-4: at most 8).
+PIX_POLL_SECONDS = env.float("PIX_POLL_SECONDS", default=8.0)
+# Open streams an ISPB may hold at once; a start past it gets 429.
+PIX_MAX_STREAMS_PER_ISPB = env.int("PIX_MAX_STREAMS_PER_ISPB", default=6)
+# A stream with no request for this long expires and frees its slot.
+PIX_STREAM_IDLE_SECONDS = env.float("PIX_STREAM_IDLE_SECONDS", default=60.0)
+# The same three rules for reply streams, per tenant.
+REPLY_STREAM_POLL_SECONDS = env.float("REPLY_STREAM_POLL_SECONDS", default=8.0)
+REPLY_STREAM_MAX_PER_TENANT = env.int("REPLY_STREAM_MAX_PER_TENANT", default=6)
+REPLY_STREAM_IDLE_SECONDS = env.float("REPLY_STREAM_IDLE_SECONDS", default=60.0)
+for _name in ("PIX_POLL_SECONDS", "REPLY_STREAM_POLL_SECONDS"):
+    if not 0 < globals()[_name] <= 8:
+        raise ImproperlyConfigured(f"{_name} must be above 0 and at most 8 (SPEC X-4).")
+for _name in ("PIX_MAX_STREAMS_PER_ISPB", "REPLY_STREAM_MAX_PER_TENANT"):
+    if not 1 <= globals()[_name] <= 1000:
+        raise ImproperlyConfigured(f"{_name} must be between 1 and 1000.")
+for _name in ("PIX_STREAM_IDLE_SECONDS", "REPLY_STREAM_IDLE_SECONDS"):
+    if globals()[_name] <= 0:
+        raise ImproperlyConfigured(f"{_name} must be above 0.")
+# How often the scheduler expires idle streams (their stream.closed events) and
+# prunes what the retention below lets go.
+STREAMS_SWEEP_INTERVAL = timedelta(seconds=env.float("STREAMS_SWEEP_SECONDS", default=5.0))
+# Closed streams (with their ids) and delivered reply items are kept this long;
+# undelivered reply items too, so a platform that never collects does not grow
+# the table forever. Pix messages are the data: never pruned.
+STREAMS_RETENTION = timedelta(hours=env.float("STREAMS_RETENTION_HOURS", default=24.0))
+CELERY_BEAT_SCHEDULE["streams-sweep"] = {
+    "task": "parley.streams.tasks.sweep",
+    "schedule": STREAMS_SWEEP_INTERVAL,
+    "options": {"expires": max(1.0, STREAMS_SWEEP_INTERVAL.total_seconds())},
+}
+# The schema at /api/schema/ documents the live process's endpoints too, though
+# the web process does not route them (config/urls_schema.py).
+SPECTACULAR_SETTINGS["DEFAULT_GENERATOR_CLASS"] = "config.schema.SchemaGenerator"
+SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"] = [
+    *SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"],  # type: ignore[misc]
+    "parley.streams.openapi.bound_batches",
+]
 
 # --- Static files, i18n ----------------------------------------------------------
 STATIC_URL = "static/"

@@ -5,13 +5,21 @@ generates requests from it: valid ones (``positive``) and ones that break the
 schema (``negative``). Each response must not be a 5xx, and its status code,
 content type, headers and body must be the ones the schema documents.
 
+The schema also documents the live process's endpoints (the long polls),
+which the web process does not route: those operations are sent to the live
+process's ASGI application instead, with a poll time short enough that a
+GET with nothing to give answers 204 at once.
+
 Reproducible: Hypothesis is derandomized, so a failure comes back on the next
 run. Run with ``-s`` to see how many cases ran.
 """
 
 from __future__ import annotations
 
+import asyncio
+import copy
 import json
+import re
 import time
 import uuid
 from collections import Counter
@@ -24,6 +32,7 @@ import pytest
 import schemathesis
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
+from django.urls import Resolver404, resolve
 from hypothesis import HealthCheck, Phase, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
@@ -39,6 +48,8 @@ from schemathesis.specs.openapi.checks import (
 from werkzeug.test import Client as WerkzeugClient
 
 from config.wsgi import application
+from parley.live.bell import bell
+from parley.live.tests.client import live_application
 from tests.payloads import new_message
 
 MAX_EXAMPLES = 60
@@ -86,7 +97,16 @@ def operation_labels() -> list[str]:
     return sorted(result.ok().label for result in load_schema().get_all_operations())
 
 
-def fuzz_targets() -> list[tuple[str, GenerationMode]]:
+def served_by_live(path: str) -> bool:
+    """Whether the live process's URLs route this path template (config/urls_live.py)."""
+    try:
+        resolve(re.sub(r"\{[^}]+\}", "x", path), urlconf="config.urls_live")
+    except Resolver404:
+        return False
+    return path not in ("/healthz", "/readyz")
+
+
+def fuzz_targets(*, live: bool) -> list[tuple[str, GenerationMode]]:
     """Every operation with valid data; those with a request body with invalid data too.
 
     A lone ``string`` path parameter has no invalid values, so Hypothesis could
@@ -95,6 +115,8 @@ def fuzz_targets() -> list[tuple[str, GenerationMode]]:
     targets = []
     for result in load_schema().get_all_operations():
         operation = result.ok()
+        if served_by_live(operation.path) != live:
+            continue
         targets.append((operation.label, GenerationMode.POSITIVE))
         if operation.body:
             targets.append((operation.label, GenerationMode.NEGATIVE))
@@ -139,16 +161,46 @@ def test_the_schema_loads_with_the_api_endpoints() -> None:
         "GET /intake/dead-letters/",
         "POST /intake/dead-letters/{dead_letter_id}/redrive",
     } <= set(operation_labels())
+    assert {
+        "GET /api/pix/{ispb}/stream/start",
+        "DELETE /api/pix/{ispb}/stream/{interaction_id}",
+        "POST /api/pix/msgs",
+        "GET /api/replies/stream/{interaction_id}",
+    } <= {label for label, _ in fuzz_targets(live=True)}
 
 
 @pytest.mark.django_db
 @pytest.mark.parametrize(
-    ("label", "mode"), fuzz_targets(), ids=lambda target: getattr(target, "value", target)
+    ("label", "mode"), fuzz_targets(live=False), ids=lambda target: getattr(target, "value", target)
 )
 @pytest.mark.usefixtures("keep_test_connection")
 def test_fuzz_operation(label: str, mode: GenerationMode, fuzz_summary: Counter[str]) -> None:
+    fuzz(load_schema(), label, mode, fuzz_summary)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("label", "mode"), fuzz_targets(live=True), ids=lambda target: getattr(target, "value", target)
+)
+def test_fuzz_live_operation(
+    label: str, mode: GenerationMode, fuzz_summary: Counter[str], settings: Any
+) -> None:
+    """The long polls, on the live process's application (parley/streams/tests/live.py)."""
+    schema = schemathesis.openapi.from_dict(copy.deepcopy(load_schema().raw_schema))
+    try:
+        with live_application(settings) as live:
+            settings.PIX_POLL_SECONDS = settings.REPLY_STREAM_POLL_SECONDS = 0.01
+            schema.app = live.app
+            fuzz(schema, label, mode, fuzz_summary)
+    finally:
+        # The application ran on Schemathesis's event loop: stop the bell there.
+        if bell._loop is not None and bell._loop.is_running():
+            asyncio.run_coroutine_threadsafe(bell.stop(), bell._loop).result(10)
+
+
+def fuzz(schema: Any, label: str, mode: GenerationMode, fuzz_summary: Counter[str]) -> None:
     method, path = label.split(" ", 1)
-    operation = load_schema()[path][method]
+    operation = schema[path][method]
     checks = [*CHECKS, negative_data_rejection] if mode is GenerationMode.NEGATIVE else CHECKS
     key = f"{label} {mode.value}"
 

@@ -25,20 +25,22 @@ def test_schema_is_openapi_3(schema: dict[str, Any]) -> None:
 
 
 def test_schema_covers_every_endpoint(schema: dict[str, Any]) -> None:
-    assert set(schema["paths"]) == {
-        "/webhook/",
-        "/conversations/",
-        "/conversations/{conversation_id}/",
-        "/tenants/{tenant_id}/",
-        "/intake/dead-letters/",
-        "/intake/dead-letters/{dead_letter_id}/redrive",
+    """The web process's endpoints and the live process's (config/urls_schema.py)."""
+    methods = {path: set(operations) for path, operations in schema["paths"].items()}
+    assert methods == {
+        "/webhook/": {"post"},
+        "/conversations/{conversation_id}/": {"get"},
+        "/conversations/": {"get"},
+        "/tenants/{tenant_id}/": {"get", "put"},
+        "/intake/dead-letters/": {"get"},
+        "/intake/dead-letters/{dead_letter_id}/redrive": {"post"},
+        "/api/pix/{ispb}/stream/start": {"get"},
+        "/api/pix/{ispb}/stream/{interaction_id}": {"get", "delete"},
+        "/api/pix/msgs": {"post"},
+        "/api/util/msgs/{ispb}/{number}": {"post"},
+        "/api/replies/stream/start": {"get"},
+        "/api/replies/stream/{interaction_id}": {"get", "delete"},
     }
-    assert set(schema["paths"]["/webhook/"]) == {"post"}
-    assert set(schema["paths"]["/conversations/{conversation_id}/"]) == {"get"}
-    assert set(schema["paths"]["/conversations/"]) == {"get"}
-    assert set(schema["paths"]["/tenants/{tenant_id}/"]) == {"get", "put"}
-    assert set(schema["paths"]["/intake/dead-letters/"]) == {"get"}
-    assert set(schema["paths"]["/intake/dead-letters/{dead_letter_id}/redrive"]) == {"post"}
 
 
 def test_each_event_type_has_its_own_payload_schema(schema: dict[str, Any]) -> None:
@@ -79,3 +81,39 @@ def test_every_documented_error_is_problem_json(schema: dict[str, Any]) -> None:
         for status, response in responses.items():
             if status.startswith(("4", "5")):
                 assert list(response["content"]) == ["application/problem+json"], status
+
+
+def test_the_stream_endpoints_document_their_headers_and_errors(schema: dict[str, Any]) -> None:
+    """Section 8: Pull-Next on 200 and 204, Retry-After on 429, Allow on 405, Accept."""
+    paths = schema["paths"]
+    for path in ("/api/pix/{ispb}/stream/start", "/api/replies/stream/start"):
+        get = paths[path]["get"]
+        responses = get["responses"]
+        assert {"200", "204", "405", "406", "429"} <= set(responses), path
+        assert set(responses["200"]["headers"]) == set(responses["204"]["headers"]) == {"Pull-Next"}
+        assert set(responses["429"]["headers"]) == {"Retry-After"}
+        assert set(responses["405"]["headers"]) == {"Allow"}
+        assert "Accept" in {p["name"] for p in get["parameters"] if p["in"] == "header"}
+    for path in ("/api/pix/{ispb}/stream/{interaction_id}", "/api/replies/stream/{interaction_id}"):
+        assert {"200", "204", "404", "406", "410"} <= set(paths[path]["get"]["responses"])
+        assert "429" not in paths[path]["get"]["responses"]  # only start answers 429 (X-7)
+        assert {"200", "404"} <= set(paths[path]["delete"]["responses"])
+    assert "400" in paths["/api/pix/{ispb}/stream/start"]["get"]["responses"]  # invalid_ispb
+    assert {"201", "400", "409"} <= set(paths["/api/pix/msgs"]["post"]["responses"])
+    assert {"201", "400"} <= set(paths["/api/util/msgs/{ispb}/{number}"]["post"]["responses"])
+    answer = schema["components"]["schemas"]["PixMessageAnswer"]["oneOf"]
+    assert answer[1] == {
+        "type": "array",
+        "items": {"$ref": "#/components/schemas/PixMessage"},
+        "minItems": 1,
+        "maxItems": 10,
+    }
+    assert schema["components"]["schemas"]["PixMessage"]["properties"]["valor"]["type"] == "number"
+    for path, item in paths.items():
+        for operation in item.values():
+            for status, response in operation["responses"].items():
+                if status.startswith(("4", "5")):
+                    assert list(response["content"]) == ["application/problem+json"], (
+                        path,
+                        status,
+                    )

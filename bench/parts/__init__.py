@@ -19,6 +19,7 @@ PARTS: dict[str, str] = {
     "lifecycle": "bench.parts.lifecycle",
     "writers": "bench.parts.writers",
     "intake": "bench.parts.intake",
+    "streams": "bench.parts.streams",
 }
 
 

@@ -34,10 +34,18 @@ class ParleyError(Exception):
     code: str = "bad_request"
     title: str = "Bad request"
 
-    def __init__(self, detail: str, *, errors: dict[str, list[str]] | None = None) -> None:
+    def __init__(
+        self,
+        detail: str,
+        *,
+        errors: dict[str, list[str]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(detail)
         self.detail = detail
         self.errors = errors
+        # Response headers the error calls for, such as Retry-After.
+        self.headers = headers or {}
 
     def body(self) -> dict[str, Any]:
         return problem_body(
@@ -178,6 +186,7 @@ def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Respon
     headers: dict[str, str] = {}
     if isinstance(exc, ParleyError):
         status, body = exc.status, exc.body()
+        headers.update(exc.headers)
     elif isinstance(exc, RequestDataTooBig):
         status = 413
         body = problem_body(

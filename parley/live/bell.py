@@ -116,6 +116,9 @@ class Bell:
         )
         self._channels: set[str] = set()  # every channel that has had a waiter
         self._present: set[str] = set()  # channels whose presence row is fresh
+        # The presence write in flight per channel: the first waiters of a channel
+        # share it rather than each opening a connection (a burst of 200 long polls).
+        self._announcing: dict[str, asyncio.Task[None]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self.connected = asyncio.Event()
@@ -139,7 +142,7 @@ class Bell:
                 self._start()
                 self._channels.add(channel)
                 if channel not in self._present:
-                    await self._announce(channel)
+                    await self._announced(channel)
             yield waiter
         finally:
             waiters = self._waiters[channel]
@@ -178,6 +181,7 @@ class Bell:
         # A new event loop (a test, a reloaded server): start afresh.
         self._loop = loop
         self._present.clear()
+        self._announcing.clear()
         self.connected.clear()
         self._tasks = [
             loop.create_task(self._listen(), name="parley-bell-listen"),
@@ -225,6 +229,15 @@ class Bell:
                 self.ring_everyone()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RECONNECT_MAX_SECONDS)
+
+    async def _announced(self, channel: str) -> None:
+        """Wait until ``channel``'s presence is written, by this waiter or one before it."""
+        task = self._announcing.get(channel)
+        if task is None or task.done():
+            task = asyncio.get_running_loop().create_task(self._announce(channel))
+            self._announcing[channel] = task
+        # Shielded: a waiter that goes away must not cancel the others' write.
+        await asyncio.shield(task)
 
     async def _announce(self, channel: str) -> None:
         """Say that this process listens on ``channel``, before its first waiter looks."""

@@ -37,7 +37,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 ROOT = Path(__file__).resolve().parents[3]
 T0 = datetime(2026, 3, 8, 23, 59, 0, tzinfo=UTC)
 TENANT = uuid.UUID("9f0c3b52-0c0e-4c39-8b2e-1f4a1a8f4e10")
-KINDS = ["conversation.opened", "message.received", "reply.sent", "conversation.closed"]
+# T-4 types whose events nothing else reads: a reply.sent row would also make
+# a reply stream item (parley/streams, migration 0002), which needs a real reply.
+KINDS = ["conversation.opened", "message.received", "survey.recorded", "conversation.closed"]
 
 
 def append(count: int, *, start: datetime = T0, step: timedelta = timedelta(seconds=1)) -> None:

@@ -131,3 +131,38 @@ def test_a_cancelled_waiter_leaves_nothing_behind() -> None:
         return bell.waiting("t_console")
 
     assert run(scenario) == 0
+
+
+def test_simultaneous_first_waiters_of_a_channel_share_one_presence_write(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """200 long polls arriving at once must not open 200 connections to say "I listen"."""
+    calls: list[str] = []
+    announce = Bell._announce
+
+    async def counting(self: Bell, channel: str) -> None:
+        calls.append(channel)
+        await announce(self, channel)
+
+    monkeypatch.setattr(Bell, "_announce", counting)
+
+    async def scenario(bell: Bell) -> tuple[int, bool]:
+        entered = asyncio.Event()
+        waiting = 0
+
+        async def wait() -> None:
+            nonlocal waiting
+            async with bell.subscribe("t_herd", key=str(id(asyncio.current_task()))):
+                waiting += 1
+                if waiting == 50:
+                    entered.set()
+                await entered.wait()
+
+        await asyncio.wait_for(asyncio.gather(*(wait() for _ in range(50))), 10)
+        present = await asyncio.to_thread(
+            lambda: Listener.objects.filter(channel="t_herd").exists()
+        )
+        return waiting, present
+
+    assert run(scenario) == (50, True)
+    assert calls == ["t_herd"]
