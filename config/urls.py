@@ -12,8 +12,10 @@ urlpatterns = [
     path("metrics", health.metrics_view, name="metrics"),
     path("", include("parley.webhooks.urls")),
     path("", include("parley.conversations.urls")),
+    path("", include("parley.assistance.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("swagger/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger"),
     path("admin/", admin.site.urls),
 ]
 

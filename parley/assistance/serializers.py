@@ -1,0 +1,160 @@
+"""The assistance API's payloads: what it reads and how it shows requests, topics and channels.
+
+A channel's config is write-only (A-9): it is in the input serializer and in
+no output serializer, so no representation and no schema can carry it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from parley.assistance import channels
+from parley.assistance.models import Attempt, Channel, Delivery
+
+# Larger metadata is refused (400); the request is a notice, not a store.
+MAX_METADATA_BYTES = 16 * 1024
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
+SLUG_PATTERN = r"^\s*[A-Za-z0-9][A-Za-z0-9_-]{0,99}\s*$"
+
+
+def _no_nul(value: str) -> str:
+    # PostgreSQL text cannot hold NUL: refused, never a 500.
+    if "\x00" in value:
+        raise serializers.ValidationError("NUL characters are not allowed.")
+    return value
+
+
+class RequestInput(serializers.Serializer):
+    topic = serializers.CharField(max_length=100, trim_whitespace=False)
+    description = serializers.CharField(min_length=1, max_length=5000, trim_whitespace=False)
+    conversation_id = serializers.UUIDField(required=False, allow_null=True)
+    metadata = serializers.DictField(
+        required=False, allow_null=True, help_text="Any JSON object, up to 16 KiB."
+    )
+
+    def validate_topic(self, value: str) -> str:
+        if not value.strip():
+            raise serializers.ValidationError("This field may not be blank.")
+        return _no_nul(value)
+
+    def validate_description(self, value: str) -> str:
+        if not value.strip():
+            raise serializers.ValidationError("This field may not be blank.")
+        return _no_nul(value)
+
+    def validate_metadata(self, value: dict[str, Any] | None) -> dict[str, Any]:
+        encoded = json.dumps(value or {}, ensure_ascii=False)
+        if len(encoded.encode()) > MAX_METADATA_BYTES:
+            raise serializers.ValidationError("At most 16 KiB of JSON.")
+        if "\\u0000" in json.dumps(value or {}):
+            raise serializers.ValidationError("NUL characters are not allowed.")
+        return value or {}
+
+
+class ChannelRefOutput(serializers.Serializer):
+    kind = serializers.CharField()
+    name = serializers.CharField()
+
+
+class RequestOutput(serializers.Serializer):
+    """A-1's representation, in its order."""
+
+    id = serializers.UUIDField()
+    topic = serializers.CharField()
+    channel = serializers.SerializerMethodField()
+    status = serializers.ChoiceField(choices=Delivery.Status.choices)
+    attempts = serializers.IntegerField()
+    max_attempts = serializers.IntegerField()
+    last_error = serializers.CharField(
+        allow_null=True, help_text="The latest failure, redacted; kept after a later success."
+    )
+    next_attempt_at = serializers.DateTimeField(
+        allow_null=True,
+        help_text="When the next attempt is due; while one runs, when it would be retried "
+        "if its runner died.",
+    )
+    sent_at = serializers.DateTimeField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+
+    @extend_schema_field(ChannelRefOutput)
+    def get_channel(self, delivery: Delivery) -> dict[str, str]:
+        channel = delivery.channel
+        assert channel is not None
+        return {"kind": channel.kind, "name": channel.name}
+
+
+class AttemptOutput(serializers.ModelSerializer):
+    class Meta:
+        model = Attempt
+        fields = ["n", "started_at", "ended_at", "outcome", "status_code", "error"]
+
+
+class RequestDetailOutput(RequestOutput):
+    history = AttemptOutput(many=True, help_text="One entry per attempt, oldest first.")
+
+
+class ChannelInput(serializers.Serializer):
+    name = serializers.RegexField(NAME_PATTERN, max_length=100)
+    kind = serializers.ChoiceField(choices=channels.choices())
+    config = serializers.DictField(
+        required=False,
+        help_text="Write-only. slack {url}; email {to: [addresses]}; webhook {url, secret}; "
+        "apprise {url}. {} reads the environment's defaults.",
+    )
+    active = serializers.BooleanField(required=False, default=True)
+    rate_per_second = serializers.FloatField(
+        required=False, allow_null=True, min_value=0, max_value=10_000,
+        help_text="Shared send rate; null: the kind's default; 0: no limit.",
+    )
+    burst = serializers.IntegerField(
+        required=False, allow_null=True, min_value=1, max_value=10_000,
+        help_text="Sends allowed at once before the rate applies; null: the kind's default.",
+    )
+
+
+class ChannelOutput(serializers.Serializer):
+    name = serializers.CharField()
+    kind = serializers.CharField()
+    active = serializers.BooleanField()
+    configured = serializers.SerializerMethodField(
+        help_text="Whether it has a config, its own or the environment's (never shown)."
+    )
+    rate_per_second = serializers.FloatField(allow_null=True)
+    burst = serializers.IntegerField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+
+    def get_configured(self, channel: Channel) -> bool:
+        if channel.kind not in channels.KINDS:
+            return False
+        return bool(channels.get(channel.kind).resolve(channel.config))
+
+
+class TopicInput(serializers.Serializer):
+    slug = serializers.RegexField(
+        SLUG_PATTERN, max_length=110, help_text="Matched trimmed and case-insensitively."
+    )
+    name = serializers.CharField(max_length=200)
+    channel = serializers.SlugRelatedField(slug_field="name", queryset=Channel.objects.all())
+    active = serializers.BooleanField(required=False, default=True)
+
+    def validate_name(self, value: str) -> str:
+        return _no_nul(value)
+
+
+class TopicOutput(serializers.Serializer):
+    slug = serializers.CharField()
+    name = serializers.CharField()
+    channel = serializers.CharField(source="channel.name")
+    active = serializers.BooleanField()
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+
+
+def render_request(delivery: Delivery) -> dict[str, Any]:
+    return dict(RequestOutput(delivery).data)

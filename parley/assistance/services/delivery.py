@@ -1,0 +1,215 @@
+"""One attempt of one delivery: claim, send outside any transaction, record (A-5 to A-7, A-10)."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from uuid import UUID
+
+import structlog
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from parley.assistance import events, metrics, rules
+from parley.assistance.channels import Outcome, Result
+from parley.assistance.models import Attempt, Delivery
+from parley.assistance.notices import Target, notice_for, target_for
+from parley.assistance.ratelimit import rate_acquire
+from parley.assistance.redaction import describe
+from parley.assistance.services._common import DUE
+from parley.core.duework import claim_one
+
+log = structlog.get_logger(__name__)
+
+
+class Step(enum.Enum):
+    SENT = "sent"
+    FAILED = "failed"
+    RETRY = "retry"  # a retryable failure; due again later
+    DEFERRED = "deferred"  # over the channel's rate limit; due again when it fits
+    SKIPPED = "skipped"  # not due, leased by another runner, or already settled
+    RECORDED = "recorded"  # an attempt of a runner that lost its lease: history only
+
+
+@dataclass(frozen=True)
+class AttemptReport:
+    step: Step
+    outcome: Outcome | None = None
+
+
+def delivery_attempt(*, delivery_id: UUID | str, lease_token: UUID | str | None = None) -> AttemptReport:
+    """Make one attempt of a delivery, if it is this runner's to make.
+
+    1. Claim: a task published after commit (no ``lease_token``) takes a
+       PENDING delivery, or a QUEUED one that is due, with a conditional
+       UPDATE that also starts a lease. A sweep has claimed its batch already
+       and passes its token. A runner that does not hold the lease returns:
+       a task run twice, or a sweep racing a task, sends once.
+    2. The channel's rate limit (A-10): over it, the delivery is put off
+       until the send fits; no attempt is made or counted.
+    3. Send, outside any transaction: one call, with the delivery's id as its
+       key (A-6); the kind returns an Outcome and never sleeps.
+    4. Record, under the row's lock (:func:`_record`).
+    """
+    now = timezone.now()
+    if lease_token is None:
+        claim = claim_one(
+            DUE,
+            delivery_id,
+            now=now,
+            lease=settings.ASSISTANCE_LEASE,
+            also_when=(f"{DUE._column('status')} = %s", [Delivery.Status.PENDING]),
+            set_values={"status": Delivery.Status.QUEUED},
+        )
+        if claim is None:
+            return AttemptReport(Step.SKIPPED)
+        token = claim.token
+    else:
+        token = UUID(str(lease_token))
+    delivery = Delivery.objects.select_related("channel").filter(pk=delivery_id).first()
+    if delivery is None or delivery.lease_token != token or delivery.status not in Delivery.LIVE:
+        return AttemptReport(Step.SKIPPED)
+    found = target_for(delivery)
+    if isinstance(found, Outcome):
+        return _record(delivery, token, found, started=now, ended=now, kind=None)
+    target = found
+    wait_until = rate_acquire(
+        delivery.channel, rate=target.rate_per_second, burst=target.burst, now=now
+    ) if target.channel is not None else None
+    if wait_until is not None:
+        return _defer(delivery, token, wait_until, target)
+    notice = notice_for(delivery)
+    if isinstance(notice, Outcome):
+        return _record(delivery, token, notice, started=now, ended=now, kind=target.kind.name)
+    started = timezone.now()
+    outcome = _send(target, notice)
+    return _record(delivery, token, outcome, started=started, ended=timezone.now(), kind=target.kind.name)
+
+
+def _send(target: Target, notice: object) -> Outcome:
+    """The kind's send; anything it raises (a bug, a time limit) is a retryable failure."""
+    try:
+        return target.kind.send(notice, target.config)  # type: ignore[arg-type]
+    except Exception as exc:
+        return Outcome.retryable(describe(exc, target.kind.secrets(target.config)))
+
+
+def _defer(delivery: Delivery, token: UUID, until: datetime, target: Target) -> AttemptReport:
+    """Put the send off until the rate limit allows it: due then, lease released."""
+    Delivery.objects.filter(pk=delivery.pk, lease_token=token, status__in=Delivery.LIVE).update(
+        next_attempt_at=until, lease_token=None, updated_at=timezone.now()
+    )
+    metrics.DEFERRED.labels(kind=target.kind.name).inc()
+    log.info(
+        "assistance_deferred",
+        request_id=str(delivery.pk),
+        channel=target.name,
+        until=until.isoformat(),
+    )
+    return AttemptReport(Step.DEFERRED)
+
+
+def _record(
+    loaded: Delivery,
+    token: UUID,
+    outcome: Outcome,
+    *,
+    started: datetime,
+    ended: datetime,
+    kind: str | None,
+) -> AttemptReport:
+    """Record an attempt and move the delivery on, under the row's lock.
+
+    * The attempt always goes into the history, numbered in order.
+    * A delivered attempt makes the delivery SENT (A-5), even from a runner
+      whose lease ran out: the channel has confirmed it.
+    * Otherwise only the lease's holder decides what comes next: FAILED on a
+      permanent error or when the attempts are used up, else QUEUED and due
+      after the retry delay (A-7).
+    * Each change writes its outbox event in the same transaction.
+    """
+    with transaction.atomic():
+        delivery = Delivery.objects.select_for_update().get(pk=loaded.pk)
+        delivery.channel = loaded.channel
+        now = timezone.now()
+        delivery.attempts += 1
+        Attempt.objects.create(
+            delivery=delivery,
+            n=delivery.attempts,
+            started_at=started,
+            ended_at=ended,
+            outcome=outcome.result.value,
+            status_code=outcome.status_code,
+            error=outcome.error,
+        )
+        delivery.updated_at = now
+        if outcome.status_code is not None:
+            delivery.last_status_code = outcome.status_code
+        if outcome.result is not Result.DELIVERED:
+            delivery.last_error = outcome.error
+        step = _next_state(delivery, token, outcome, now)
+        delivery.save()
+        if step is Step.SENT:
+            events.sent(delivery)
+        elif step is Step.FAILED:
+            events.failed(delivery)
+        elif step is Step.RETRY:
+            events.retry_scheduled(delivery, at=now)
+    _observe(delivery, outcome, step, kind)
+    return AttemptReport(step, outcome)
+
+
+def _next_state(delivery: Delivery, token: UUID, outcome: Outcome, now: datetime) -> Step:
+    if delivery.status not in Delivery.LIVE:
+        return Step.RECORDED  # settled meanwhile by another runner
+    if outcome.result is Result.DELIVERED:
+        delivery.status = Delivery.Status.SENT
+        delivery.sent_at = now
+        delivery.next_attempt_at = None
+        delivery.lease_token = None
+        return Step.SENT
+    if delivery.lease_token != token:
+        return Step.RECORDED  # the lease passed to another runner, which decides
+    delay = None
+    if outcome.result is Result.RETRYABLE:
+        delay = rules.retry_delay(
+            attempts=delivery.attempts,
+            max_attempts=delivery.max_attempts,
+            schedule=settings.ASSISTANCE_RETRY_SCHEDULE,
+            retry_after=outcome.retry_after,
+            jitter=settings.ASSISTANCE_RETRY_JITTER,
+        )
+        if delay is None:
+            delivery.last_error = f"{outcome.error} (attempts exhausted)"
+    delivery.lease_token = None
+    if delay is None:
+        delivery.status = Delivery.Status.FAILED
+        delivery.failed_at = now
+        delivery.next_attempt_at = None
+        return Step.FAILED
+    delivery.status = Delivery.Status.QUEUED
+    delivery.next_attempt_at = now + timedelta(seconds=delay)
+    return Step.RETRY
+
+
+def _observe(delivery: Delivery, outcome: Outcome, step: Step, kind: str | None) -> None:
+    metrics.ATTEMPTS.labels(
+        purpose=delivery.purpose, kind=kind or "none", outcome=outcome.result.value
+    ).inc()
+    if step in (Step.SENT, Step.FAILED):
+        metrics.SETTLED.labels(purpose=delivery.purpose, status=delivery.status).inc()
+    if step is Step.SENT and delivery.sent_at is not None:
+        metrics.TIME_TO_SENT.observe((delivery.sent_at - delivery.created_at).total_seconds())
+    log.info(
+        "assistance_attempt",
+        request_id=str(delivery.pk),
+        purpose=delivery.purpose,
+        attempt=delivery.attempts,
+        outcome=outcome.result.value,
+        status_code=outcome.status_code,
+        error=outcome.error,
+        step=step.value,
+        next_attempt_at=delivery.next_attempt_at.isoformat() if delivery.next_attempt_at else None,
+    )
