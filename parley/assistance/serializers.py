@@ -28,9 +28,18 @@ def _no_nul(value: str) -> str:
     return value
 
 
+class StrictCharField(serializers.CharField):
+    """A string, and only a string: DRF's CharField would turn 12 into "12"."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return str(super().to_internal_value(data))
+
+
 class RequestInput(serializers.Serializer):
-    topic = serializers.CharField(max_length=100, trim_whitespace=False)
-    description = serializers.CharField(min_length=1, max_length=5000, trim_whitespace=False)
+    topic = StrictCharField(max_length=100, trim_whitespace=False)
+    description = StrictCharField(min_length=1, max_length=5000, trim_whitespace=False)
     conversation_id = serializers.UUIDField(required=False, allow_null=True)
     metadata = serializers.DictField(
         required=False, allow_null=True, help_text="Any JSON object, up to 16 KiB."
@@ -139,7 +148,7 @@ class TopicInput(serializers.Serializer):
     slug = serializers.RegexField(
         SLUG_PATTERN, max_length=110, help_text="Matched trimmed and case-insensitively."
     )
-    name = serializers.CharField(max_length=200)
+    name = StrictCharField(max_length=200)
     channel = serializers.SlugRelatedField(slug_field="name", queryset=Channel.objects.all())
     active = serializers.BooleanField(required=False, default=True)
 
