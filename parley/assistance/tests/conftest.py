@@ -14,6 +14,22 @@ from parley.assistance.models import Channel, Delivery, Topic
 from parley.assistance.services import catalog
 
 
+def seed_defaults() -> None:
+    """The data migration's topics and channels (A-3); a transactional test flushes them."""
+    from importlib import import_module
+
+    from django.apps import apps
+
+    import_module("parley.assistance.migrations.0002_default_topics").create(apps, None)
+
+
+@pytest.fixture(autouse=True)
+def _defaults(request: pytest.FixtureRequest) -> None:
+    if "django_db_setup" in request.fixturenames or request.node.get_closest_marker("django_db"):
+        request.getfixturevalue("_django_db_helper")
+        seed_defaults()
+
+
 @pytest.fixture(autouse=True)
 def _assistance_settings(settings: Any) -> Iterator[None]:
     # No jitter unless a test asks for it: retry times are then exact.
