@@ -1,0 +1,105 @@
+"""A fake Slack or webhook endpoint for end-to-end tests and the bench: a real HTTP/1.1 server.
+
+Threaded, with keep-alive (one thread per connection, as a pooled client
+keeps its connections open), and it records every request it receives: the
+key it carried (``Idempotency-Key``), the path, the body and the time. A test
+can script the answers, and hold requests open until it lets them go.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Received:
+    key: str
+    path: str
+    body: bytes
+    at: float  # time.time() when the request arrived
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+# (status, body) for a request; the default answers 200 "ok" like Slack.
+Answer = Callable[[Received], tuple[int, bytes]]
+
+
+class Receiver:
+    def __init__(self, answer: Answer | None = None) -> None:
+        self.answer: Answer = answer or (lambda received: (200, b"ok"))
+        self.received: list[Received] = []
+        self.held = threading.Event()  # set when a request is being held
+        self._release = threading.Event()
+        self._hold_next = 0
+        self._lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:  # noqa: N802  (the stdlib's name)
+                length = int(self.headers.get("Content-Length") or 0)
+                record = Received(
+                    self.headers.get("Idempotency-Key", ""), self.path, self.rfile.read(length),
+                    time.time(),
+                )
+                with receiver._lock:
+                    receiver.received.append(record)
+                    hold = receiver._hold_next > 0
+                    receiver._hold_next -= hold
+                if hold:
+                    receiver.held.set()
+                    receiver._release.wait(60)
+                    self.close_connection = True
+                    return  # the client is gone by now; no answer
+                status, body = receiver.answer(record)
+                self.send_response(status)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def port(self) -> int:
+        return int(self.server.server_address[1])
+
+    def url(self, path: str = "/hook") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def start(self) -> Receiver:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+    def hold_next(self, count: int = 1) -> None:
+        """Hold the next ``count`` requests open, unanswered, until :meth:`release`."""
+        with self._lock:
+            self._hold_next = count
+        self.held.clear()
+        self._release.clear()
+
+    def release(self) -> None:
+        self._release.set()
+
+    def keys(self) -> list[str]:
+        with self._lock:
+            return [r.key for r in self.received]
