@@ -25,7 +25,16 @@ def test_schema_is_openapi_3(schema: dict[str, Any]) -> None:
 
 
 def test_schema_covers_every_endpoint(schema: dict[str, Any]) -> None:
-    assert set(schema["paths"]) == {"/webhook/", "/conversations/{conversation_id}/"}
+    assert set(schema["paths"]) == {
+        "/webhook/",
+        "/conversations/{conversation_id}/",
+        "/assistance-requests/",
+        "/assistance-requests/{request_id}/",
+        "/assistance-topics/",
+        "/assistance-topics/{slug}/",
+        "/assistance-channels/",
+        "/assistance-channels/{name}/",
+    }
     assert set(schema["paths"]["/webhook/"]) == {"post"}
     assert set(schema["paths"]["/conversations/{conversation_id}/"]) == {"get"}
 

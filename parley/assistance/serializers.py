@@ -37,10 +37,49 @@ class StrictCharField(serializers.CharField):
         return str(super().to_internal_value(data))
 
 
+class StrictRegexField(serializers.RegexField):
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return str(super().to_internal_value(data))
+
+
+class StrictUUIDField(serializers.UUIDField):
+    """A UUID in a JSON string: DRF's UUIDField would take the integer 12 too."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if not isinstance(data, str):
+            self.fail("invalid", value=data)
+        return super().to_internal_value(data)
+
+
+class StrictBooleanField(serializers.BooleanField):
+    """true or false: DRF's BooleanField would take "yes", 1 and "0" too."""
+
+    def to_internal_value(self, data: Any) -> bool:
+        if not isinstance(data, bool):
+            self.fail("invalid", input=data)
+        return data
+
+
+class StrictFloatField(serializers.FloatField):
+    def to_internal_value(self, data: Any) -> float:
+        if isinstance(data, bool) or not isinstance(data, int | float):
+            self.fail("invalid")
+        return float(super().to_internal_value(data))
+
+
+class StrictIntegerField(serializers.IntegerField):
+    def to_internal_value(self, data: Any) -> int:
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return int(super().to_internal_value(data))
+
+
 class RequestInput(serializers.Serializer):
     topic = StrictCharField(max_length=100, trim_whitespace=False)
     description = StrictCharField(min_length=1, max_length=5000, trim_whitespace=False)
-    conversation_id = serializers.UUIDField(required=False, allow_null=True)
+    conversation_id = StrictUUIDField(required=False, allow_null=True)
     metadata = serializers.DictField(
         required=False, allow_null=True, help_text="Any JSON object, up to 16 KiB."
     )
@@ -108,19 +147,19 @@ class RequestDetailOutput(RequestOutput):
 
 
 class ChannelInput(serializers.Serializer):
-    name = serializers.RegexField(NAME_PATTERN, max_length=100)
+    name = StrictRegexField(NAME_PATTERN, max_length=100)
     kind = serializers.ChoiceField(choices=channels.choices())
     config = serializers.DictField(
         required=False,
         help_text="Write-only. slack {url}; email {to: [addresses]}; webhook {url, secret}; "
         "apprise {url}. {} reads the environment's defaults.",
     )
-    active = serializers.BooleanField(required=False, default=True)
-    rate_per_second = serializers.FloatField(
+    active = StrictBooleanField(required=False, default=True)
+    rate_per_second = StrictFloatField(
         required=False, allow_null=True, min_value=0, max_value=10_000,
         help_text="Shared send rate; null: the kind's default; 0: no limit.",
     )
-    burst = serializers.IntegerField(
+    burst = StrictIntegerField(
         required=False, allow_null=True, min_value=1, max_value=10_000,
         help_text="Sends allowed at once before the rate applies; null: the kind's default.",
     )
@@ -145,12 +184,12 @@ class ChannelOutput(serializers.Serializer):
 
 
 class TopicInput(serializers.Serializer):
-    slug = serializers.RegexField(
+    slug = StrictRegexField(
         SLUG_PATTERN, max_length=110, help_text="Matched trimmed and case-insensitively."
     )
     name = StrictCharField(max_length=200)
     channel = serializers.SlugRelatedField(slug_field="name", queryset=Channel.objects.all())
-    active = serializers.BooleanField(required=False, default=True)
+    active = StrictBooleanField(required=False, default=True)
 
     def validate_name(self, value: str) -> str:
         return _no_nul(value)
