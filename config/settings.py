@@ -366,10 +366,15 @@ INSTALLED_APPS += ["parley.assistance"]
 # Attempts and the wait before each: comma-separated seconds, the first
 # for the first attempt; its length is the number of attempts.
 ASSISTANCE_RETRY_SCHEDULE = [
-    float(s) for s in env.list("ASSISTANCE_RETRY_SCHEDULE", default=["0", "5", "30", "120", "600", "1800", "3600", "7200"])
+    float(s)
+    for s in env.list(
+        "ASSISTANCE_RETRY_SCHEDULE", default=["0", "5", "30", "120", "600", "1800", "3600", "7200"]
+    )
 ]
 if not ASSISTANCE_RETRY_SCHEDULE or any(s < 0 for s in ASSISTANCE_RETRY_SCHEDULE):
-    raise ImproperlyConfigured("ASSISTANCE_RETRY_SCHEDULE needs one or more seconds, none negative.")
+    raise ImproperlyConfigured(
+        "ASSISTANCE_RETRY_SCHEDULE needs one or more seconds, none negative."
+    )
 # Each wait varies by up to this share either way, so that retries spread out.
 ASSISTANCE_RETRY_JITTER = env.float("ASSISTANCE_RETRY_JITTER", default=0.2)
 # Seconds an outgoing call may take; longer counts as retryable.
@@ -378,10 +383,16 @@ ASSISTANCE_TIMEOUT_SECONDS = env.float("ASSISTANCE_TIMEOUT_SECONDS", default=10.
 # worker's send). It must exceed the delivery task's hard time limit (a check).
 ASSISTANCE_LEASE = timedelta(seconds=env.float("ASSISTANCE_LEASE_SECONDS", default=60.0))
 # How long a new request waits for its task before the sweep takes it instead.
-ASSISTANCE_PENDING_GRACE = timedelta(seconds=env.float("ASSISTANCE_PENDING_GRACE_SECONDS", default=2.0))
-ASSISTANCE_SWEEP_INTERVAL = timedelta(seconds=env.float("ASSISTANCE_SWEEP_INTERVAL_SECONDS", default=0.5))
+ASSISTANCE_PENDING_GRACE = timedelta(
+    seconds=env.float("ASSISTANCE_PENDING_GRACE_SECONDS", default=2.0)
+)
+ASSISTANCE_SWEEP_INTERVAL = timedelta(
+    seconds=env.float("ASSISTANCE_SWEEP_INTERVAL_SECONDS", default=0.5)
+)
 ASSISTANCE_SWEEP_BATCH_SIZE = env.int("ASSISTANCE_SWEEP_BATCH_SIZE", default=200)
-ASSISTANCE_IDEMPOTENCY_TTL = timedelta(hours=env.float("ASSISTANCE_IDEMPOTENCY_HOURS", default=24.0))
+ASSISTANCE_IDEMPOTENCY_TTL = timedelta(
+    hours=env.float("ASSISTANCE_IDEMPOTENCY_HOURS", default=24.0)
+)
 # Defaults of the seeded channels while their own config is empty.
 ASSISTANCE_SLACK_WEBHOOK_URL = env.str("ASSISTANCE_SLACK_WEBHOOK_URL", default="")
 # Fernet keys for channel configs at rest; empty: one derived from SECRET_KEY.

@@ -45,10 +45,12 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def do_POST(self) -> None:  # noqa: N802  (the stdlib's name)
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 record = Received(
-                    self.headers.get("Idempotency-Key", ""), self.path, self.rfile.read(length),
+                    self.headers.get("Idempotency-Key", ""),
+                    self.path,
+                    self.rfile.read(length),
                     time.time(),
                 )
                 with receiver._lock:

@@ -162,9 +162,9 @@ def test_fuzz_operation(label: str, mode: GenerationMode, fuzz_summary: Counter[
 
 
 MANAGEMENT_TARGETS = [
-    target for target in fuzz_targets() if target[0].split(" ", 1)[1].startswith(
-        ("/assistance-topics/", "/assistance-channels/")
-    )
+    target
+    for target in fuzz_targets()
+    if target[0].split(" ", 1)[1].startswith(("/assistance-topics/", "/assistance-channels/"))
 ]
 
 
@@ -193,7 +193,7 @@ def test_fuzz_management_with_the_token(
     @given(case=operation.as_strategy(generation_mode=mode))
     def run(case: schemathesis.Case) -> None:
         fuzz_summary[key] += 1
-        case.headers = {**(case.headers or {}), "Authorization": "Bearer fuzz-token"}
+        case.headers["Authorization"] = "Bearer fuzz-token"
         case.call_and_validate(checks=checks)
 
     run()

@@ -46,7 +46,9 @@ class ChannelForm(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["kind"].choices = channels.choices()
+        kind = self.fields["kind"]
+        assert isinstance(kind, forms.ChoiceField)
+        kind.choices = channels.choices()
         if self.instance.pk:
             self.fields["new_config"].help_text += f" Current: {masked(self.instance)}"
 
@@ -64,7 +66,9 @@ class ChannelForm(forms.ModelForm):
         try:
             cleaned["config"] = channel_config_checked(kind, config)
         except ApiValidationError as exc:
-            detail = exc.detail.get("config", exc.detail) if isinstance(exc.detail, dict) else exc.detail
+            detail = (
+                exc.detail.get("config", exc.detail) if isinstance(exc.detail, dict) else exc.detail
+            )
             self.add_error("new_config", json.dumps(detail, default=str))
         return cleaned
 

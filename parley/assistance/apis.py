@@ -66,9 +66,7 @@ def idempotency_key(raw: str | None) -> str | None:
     if len(key) >= 2 and key[0] == key[-1] == '"':
         key = key[1:-1]
     if not 1 <= len(key) <= 255 or not all(0x21 <= ord(c) <= 0x7E for c in key):
-        raise InvalidIdempotencyKey(
-            "Idempotency-Key must be 1 to 255 visible ASCII characters."
-        )
+        raise InvalidIdempotencyKey("Idempotency-Key must be 1 to 255 visible ASCII characters.")
     return key
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import base64
 import json
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import hashes
@@ -68,7 +68,13 @@ def decrypt(stored: str | None) -> dict[str, Any]:
     return loaded
 
 
-class EncryptedConfigField(models.TextField):
+if TYPE_CHECKING:  # the attribute is a dict, not the column's text
+    _TextField = models.TextField[dict[str, Any], dict[str, Any]]
+else:
+    _TextField = models.TextField
+
+
+class EncryptedConfigField(_TextField):
     """A JSON object stored encrypted. The Python value is the object itself.
 
     An unreadable value (a lost key) loads as the marker ``{"__unreadable__":

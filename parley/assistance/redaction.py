@@ -22,9 +22,7 @@ _MIN_SECRET_LENGTH = 6
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
     """``text`` without URLs or any of ``secrets``, at most MAX_ERROR_LENGTH characters."""
-    for secret in sorted({s for s in secrets if s and len(s) >= _MIN_SECRET_LENGTH}, key=len)[
-        ::-1
-    ]:
+    for secret in sorted({s for s in secrets if s and len(s) >= _MIN_SECRET_LENGTH}, key=len)[::-1]:
         for form in {secret, quote(secret, safe=""), quote(secret)}:
             text = text.replace(form, REDACTED)
     text = _URL.sub(lambda match: f"{match.group(1)}://{REDACTED}", text)

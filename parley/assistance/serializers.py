@@ -156,11 +156,17 @@ class ChannelInput(serializers.Serializer):
     )
     active = StrictBooleanField(required=False, default=True)
     rate_per_second = StrictFloatField(
-        required=False, allow_null=True, min_value=0, max_value=10_000,
+        required=False,
+        allow_null=True,
+        min_value=0,
+        max_value=10_000,
         help_text="Shared send rate; null: the kind's default; 0: no limit.",
     )
     burst = StrictIntegerField(
-        required=False, allow_null=True, min_value=1, max_value=10_000,
+        required=False,
+        allow_null=True,
+        min_value=1,
+        max_value=10_000,
         help_text="Sends allowed at once before the rate applies; null: the kind's default.",
     )
 

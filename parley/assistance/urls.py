@@ -5,7 +5,11 @@ from django.urls import path
 from parley.assistance import apis
 
 urlpatterns = [
-    path("assistance-requests/", apis.AssistanceRequestCreateApi.as_view(), name="assistance-requests"),
+    path(
+        "assistance-requests/",
+        apis.AssistanceRequestCreateApi.as_view(),
+        name="assistance-requests",
+    ),
     # the path without the slash too (APPEND_SLASH cannot redirect a POST).
     path("assistance-requests", apis.AssistanceRequestCreateNoSlashApi.as_view()),
     # str converters: a malformed id or name must get a problem+json 404.

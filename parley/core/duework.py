@@ -49,7 +49,7 @@ class DueWork:
     live_statuses: tuple[str, ...]
 
     def _column(self, name: str) -> str:
-        return connection.ops.quote_name(sql.field(self.model, name).column)
+        return connection.ops.quote_name(str(sql.field(self.model, name).column))
 
     @property
     def table(self) -> str:
@@ -59,7 +59,7 @@ class DueWork:
     def pk_column(self) -> str:
         pk = self.model._meta.pk
         assert pk is not None
-        return connection.ops.quote_name(pk.column)
+        return connection.ops.quote_name(str(pk.column))
 
     def _live(self) -> tuple[str, list[Any]]:
         status = sql.field(self.model, self.status_field)
@@ -103,7 +103,9 @@ def claim_due(
     assignments, set_params = work._set(until=until, token=token, extra=set_values or {})
     live, live_params = work._live()
     due, due_params = work._due(now)
-    lock = " FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
+    lock = (
+        " FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
+    )
     # The outer WHERE repeats the conditions: the subquery only picks candidates.
     statement = f"""
         UPDATE {work.table} SET {assignments}

@@ -34,8 +34,9 @@ def receiver() -> Iterator[Receiver]:
 
 
 def route(slug: str, url: str) -> None:
-    channel = catalog.channel_save(name=f"{slug}-slack", kind="slack", config={"url": url},
-                                   rate_per_second=0)
+    channel = catalog.channel_save(
+        name=f"{slug}-slack", kind="slack", config={"url": url}, rate_per_second=0
+    )
     catalog.topic_save(slug=slug, name=slug, channel=channel)
 
 
@@ -79,8 +80,12 @@ def test_requests_are_sent_retried_and_survive_a_lost_task(
     receiver.answer = flaky
     route("e2e-flaky", receiver.url("/flaky"))
     route("e2e-sales", receiver.url("/sales"))
-    stack = stack_factory(window=None, tolerance=None, ASSISTANCE_RETRY_SCHEDULE="0,1,1",
-                          ASSISTANCE_PENDING_GRACE_SECONDS="1")
+    stack = stack_factory(
+        window=None,
+        tolerance=None,
+        ASSISTANCE_RETRY_SCHEDULE="0,1,1",
+        ASSISTANCE_PENDING_GRACE_SECONDS="1",
+    )
 
     # Sent at once, through the task published after commit.
     first = post(stack, "e2e-sales")
@@ -109,8 +114,9 @@ def test_a_worker_killed_mid_send_leaves_the_request_due_after_its_lease(
 ) -> None:
     route("e2e-sales", receiver.url("/sales"))
     # Timeout 1 s: the delivery task's hard limit is 13 s, so the lease must be longer.
-    stack = stack_factory(window=None, tolerance=None, ASSISTANCE_TIMEOUT_SECONDS="1",
-                          ASSISTANCE_LEASE_SECONDS="15")
+    stack = stack_factory(
+        window=None, tolerance=None, ASSISTANCE_TIMEOUT_SECONDS="1", ASSISTANCE_LEASE_SECONDS="15"
+    )
     receiver.hold_next(1)
     request_id = post(stack, "e2e-sales")
     assert receiver.held.wait(15), "the send never reached the receiver"

@@ -11,7 +11,6 @@ timeouts and dropped connections are retried; 5xx replies are permanent
 from __future__ import annotations
 
 import smtplib
-import socket
 from typing import Any
 
 from django.conf import settings
@@ -89,7 +88,7 @@ class Email(ChannelKind):
             return smtp_outcome(code, describe(smtplib.SMTPResponseException(code, text), secrets))
         except smtplib.SMTPResponseException as exc:
             return smtp_outcome(exc.smtp_code, describe(exc, secrets))
-        except (TimeoutError, socket.timeout) as exc:
+        except TimeoutError as exc:
             return Outcome.retryable(f"timed out ({describe(exc, secrets)})")
         except (smtplib.SMTPException, OSError) as exc:  # disconnected, refused, TLS
             return Outcome.retryable(describe(exc, secrets))

@@ -15,7 +15,7 @@ log = structlog.get_logger(__name__)
 DUE = DueWork(
     model=Delivery,
     due_field="next_attempt_at",
-    token_field="lease_token",
+    token_field="lease_token",  # noqa: S106  (a column name)
     status_field="status",
     live_statuses=Delivery.LIVE,
 )

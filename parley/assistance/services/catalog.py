@@ -14,8 +14,13 @@ from parley.assistance.models import Channel, Topic
 def channel_config_checked(kind: str, config: Any) -> dict[str, Any]:
     """``config`` as the kind's schema accepts it; ValidationError under ``config`` otherwise."""
     if kind not in channels.KINDS:
-        raise ValidationError({"kind": [f"Unknown kind {kind!r}; the kinds are: "
-                                        f"{', '.join(sorted(channels.KINDS))}."]})
+        raise ValidationError(
+            {
+                "kind": [
+                    f"Unknown kind {kind!r}; the kinds are: {', '.join(sorted(channels.KINDS))}."
+                ]
+            }
+        )
     try:
         return channels.get(kind).validate(config)
     except ValidationError as exc:

@@ -39,7 +39,9 @@ class AttemptReport:
     outcome: Outcome | None = None
 
 
-def delivery_attempt(*, delivery_id: UUID | str, lease_token: UUID | str | None = None) -> AttemptReport:
+def delivery_attempt(
+    *, delivery_id: UUID | str, lease_token: UUID | str | None = None
+) -> AttemptReport:
     """Make one attempt of a delivery, if it is this runner's to make.
 
     1. Claim: a task published after commit (no ``lease_token``) takes a
@@ -75,9 +77,11 @@ def delivery_attempt(*, delivery_id: UUID | str, lease_token: UUID | str | None 
     if isinstance(found, Outcome):
         return _record(delivery, token, found, started=now, ended=now, kind=None)
     target = found
-    wait_until = rate_acquire(
-        delivery.channel, rate=target.rate_per_second, burst=target.burst, now=now
-    ) if target.channel is not None else None
+    wait_until = None
+    if target.channel is not None:
+        wait_until = rate_acquire(
+            target.channel, rate=target.rate_per_second, burst=target.burst, now=now
+        )
     if wait_until is not None:
         return _defer(delivery, token, wait_until, target)
     notice = notice_for(delivery)
@@ -85,7 +89,9 @@ def delivery_attempt(*, delivery_id: UUID | str, lease_token: UUID | str | None 
         return _record(delivery, token, notice, started=now, ended=now, kind=target.kind.name)
     started = timezone.now()
     outcome = _send(target, notice)
-    return _record(delivery, token, outcome, started=started, ended=timezone.now(), kind=target.kind.name)
+    return _record(
+        delivery, token, outcome, started=started, ended=timezone.now(), kind=target.kind.name
+    )
 
 
 def _send(target: Target, notice: object) -> Outcome:

@@ -22,8 +22,17 @@ pytestmark = pytest.mark.django_db
 
 SALES = {"topic": "sales", "description": "Customer wants 40 seats"}
 REPRESENTATION = [
-    "id", "topic", "channel", "status", "attempts", "max_attempts", "last_error",
-    "next_attempt_at", "sent_at", "created_at", "updated_at",
+    "id",
+    "topic",
+    "channel",
+    "status",
+    "attempts",
+    "max_attempts",
+    "last_error",
+    "next_attempt_at",
+    "sent_at",
+    "created_at",
+    "updated_at",
 ]
 
 
@@ -37,7 +46,9 @@ def problem(response: Any, status: int, code: str) -> dict[str, Any]:
 
 class TestSubmit:
     def test_a_request_is_accepted_with_its_location_and_representation(self, submit: Any) -> None:
-        response = submit({**SALES, "conversation_id": str(uuid.uuid4()), "metadata": {"seats": 40}})
+        response = submit(
+            {**SALES, "conversation_id": str(uuid.uuid4()), "metadata": {"seats": 40}}
+        )
         assert response.status_code == 202
         body = response.json()
         assert list(body) == REPRESENTATION
@@ -65,7 +76,9 @@ class TestSubmit:
         assert submit({**SALES, "priority": "high"}).status_code == 202
 
     @pytest.mark.parametrize("topic", ["billing", "sales2", ""])
-    def test_an_unknown_topic_is_refused_and_nothing_is_stored(self, submit: Any, topic: str) -> None:
+    def test_an_unknown_topic_is_refused_and_nothing_is_stored(
+        self, submit: Any, topic: str
+    ) -> None:
         response = submit({"topic": topic or "   ", "description": "x"})
         body = problem(response, 400, "unknown_topic" if topic else "invalid_payload")
         assert body["status"] == 400
@@ -112,7 +125,9 @@ class TestSubmit:
         problem(submit(raw), 400, "invalid_payload")
 
     def test_other_media_types_get_415(self, client: Client) -> None:
-        response = client.post("/assistance-requests/", data="topic=sales", content_type="text/plain")
+        response = client.post(
+            "/assistance-requests/", data="topic=sales", content_type="text/plain"
+        )
         problem(response, 415, "unsupported_media_type")
 
     def test_an_oversized_body_gets_413(self, submit: Any, settings: Any) -> None:
@@ -149,8 +164,11 @@ class TestIdempotency:
 
     def test_the_same_key_with_another_body_is_422(self, submit: Any) -> None:
         submit(SALES, **{"Idempotency-Key": "order-1"})
-        problem(submit({**SALES, "description": "other"}, **{"Idempotency-Key": "order-1"}), 422,
-                "idempotency_key_reused")
+        problem(
+            submit({**SALES, "description": "other"}, **{"Idempotency-Key": "order-1"}),
+            422,
+            "idempotency_key_reused",
+        )
         assert Delivery.objects.count() == 1
 
     def test_unknown_fields_do_not_make_another_body(self, submit: Any) -> None:
@@ -172,14 +190,18 @@ class TestIdempotency:
         problem(submit(SALES, **{"Idempotency-Key": key}), 400, "invalid_idempotency_key")
 
     def test_a_refused_request_keeps_no_key(self, submit: Any) -> None:
-        problem(submit({"topic": "nope", "description": "x"}, **{"Idempotency-Key": "k"}), 400,
-                "unknown_topic")
+        problem(
+            submit({"topic": "nope", "description": "x"}, **{"Idempotency-Key": "k"}),
+            400,
+            "unknown_topic",
+        )
         assert not IdempotencyKey.objects.exists()
 
 
 class TestRead:
-    def test_a_request_reads_with_its_history(self, submit: Any, client: Client,
-                                              django_assert_num_queries: Any) -> None:
+    def test_a_request_reads_with_its_history(
+        self, submit: Any, client: Client, django_assert_num_queries: Any
+    ) -> None:
         created = submit(SALES)
         with django_assert_num_queries(2):
             response = client.get(created["Location"])
@@ -198,8 +220,9 @@ class TestRead:
         location = submit(SALES)["Location"]
         settings.API_TOKEN = "t0ken"
         problem(client.get(location), 401, "not_authenticated")
-        problem(client.get(location, headers={"Authorization": "Bearer nope"}), 401,
-                "not_authenticated")
+        problem(
+            client.get(location, headers={"Authorization": "Bearer nope"}), 401, "not_authenticated"
+        )
         assert client.get(location, headers={"Authorization": "Bearer t0ken"}).status_code == 200
 
 
@@ -210,11 +233,19 @@ class TestManagement:
     def _token(self, settings: Any) -> None:
         settings.API_TOKEN = "t0ken"
 
-    def call(self, client: Client, method: str, path: str, payload: Any = None,
-             headers: dict[str, str] | None = None) -> Any:
+    def call(
+        self,
+        client: Client,
+        method: str,
+        path: str,
+        payload: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> Any:
         return getattr(client, method)(
-            path, data=json.dumps(payload) if payload is not None else None,
-            content_type="application/json", headers=self.AUTH if headers is None else headers,
+            path,
+            data=json.dumps(payload) if payload is not None else None,
+            content_type="application/json",
+            headers=self.AUTH if headers is None else headers,
         )
 
     @pytest.mark.parametrize("path", ["/assistance-topics/", "/assistance-channels/"])
@@ -227,15 +258,25 @@ class TestManagement:
 
     @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}])
     def test_a_missing_or_wrong_token_is_401(self, client: Client, headers: dict[str, str]) -> None:
-        problem(self.call(client, "get", "/assistance-channels/", headers=headers), 401,
-                "not_authenticated")
-        problem(self.call(client, "patch", "/assistance-topics/sales/", {"active": False},
-                          headers=headers), 401, "not_authenticated")
+        problem(
+            self.call(client, "get", "/assistance-channels/", headers=headers),
+            401,
+            "not_authenticated",
+        )
+        problem(
+            self.call(
+                client, "patch", "/assistance-topics/sales/", {"active": False}, headers=headers
+            ),
+            401,
+            "not_authenticated",
+        )
 
     def test_the_defaults_are_listed(self, client: Client) -> None:
         topics = self.call(client, "get", "/assistance-topics/").json()
         assert [(t["slug"], t["channel"], t["active"]) for t in topics] == [
-            ("pricing", "pricing-email", True), ("sales", "sales-slack", True)]
+            ("pricing", "pricing-email", True),
+            ("sales", "sales-slack", True),
+        ]
         channels = self.call(client, "get", "/assistance-channels/").json()
         assert {c["name"]: (c["kind"], c["configured"]) for c in channels} == {
             "pricing-email": ("email", True),  # the file backend's default recipient
@@ -246,25 +287,42 @@ class TestManagement:
         self, client: Client, submit: Any
     ) -> None:
         config = {"url": "https://hooks.example.com/services/SECRET-PATH"}
-        response = self.call(client, "post", "/assistance-channels/",
-                             {"name": "support-slack", "kind": "slack", "config": config})
+        response = self.call(
+            client,
+            "post",
+            "/assistance-channels/",
+            {"name": "support-slack", "kind": "slack", "config": config},
+        )
         assert response.status_code == 201
         assert "config" not in response.json()
         assert response.json()["configured"] is True
         assert "SECRET-PATH" not in response.content.decode()
-        assert "SECRET-PATH" not in self.call(client, "get", "/assistance-channels/").content.decode()
+        assert (
+            "SECRET-PATH" not in self.call(client, "get", "/assistance-channels/").content.decode()
+        )
         assert Channel.objects.get(name="support-slack").config == config
-        response = self.call(client, "post", "/assistance-topics/",
-                             {"slug": " Support ", "name": "Support", "channel": "support-slack"})
+        response = self.call(
+            client,
+            "post",
+            "/assistance-topics/",
+            {"slug": " Support ", "name": "Support", "channel": "support-slack"},
+        )
         assert response.status_code == 201
         assert response.json()["slug"] == "support"
-        assert submit({"topic": "SUPPORT", "description": "help"}).json()["channel"]["name"] == "support-slack"
+        assert (
+            submit({"topic": "SUPPORT", "description": "help"}).json()["channel"]["name"]
+            == "support-slack"
+        )
 
     def test_the_config_is_encrypted_at_rest(self, client: Client) -> None:
         from django.db import connection
 
-        self.call(client, "post", "/assistance-channels/",
-                  {"name": "hook", "kind": "slack", "config": {"url": "https://h.example/SECRET"}})
+        self.call(
+            client,
+            "post",
+            "/assistance-channels/",
+            {"name": "hook", "kind": "slack", "config": {"url": "https://h.example/SECRET"}},
+        )
         with connection.cursor() as cursor:
             cursor.execute("SELECT config FROM assistance_channel WHERE name = 'hook'")
             (stored,) = cursor.fetchone()
@@ -289,8 +347,9 @@ class TestManagement:
     def test_a_config_that_does_not_fit_its_kind_is_400(
         self, client: Client, kind: str, config: Any, field: str | None
     ) -> None:
-        response = self.call(client, "post", "/assistance-channels/",
-                             {"name": "c", "kind": kind, "config": config})
+        response = self.call(
+            client, "post", "/assistance-channels/", {"name": "c", "kind": kind, "config": config}
+        )
         if field is None:
             assert response.status_code == 201  # {}: the environment's defaults
             return
@@ -299,31 +358,54 @@ class TestManagement:
         assert not Channel.objects.filter(name="c").exists()
 
     def test_channel_names_are_unique(self, client: Client) -> None:
-        body = problem(self.call(client, "post", "/assistance-channels/",
-                                 {"name": "sales-slack", "kind": "slack"}), 400, "invalid_payload")
+        body = problem(
+            self.call(
+                client, "post", "/assistance-channels/", {"name": "sales-slack", "kind": "slack"}
+            ),
+            400,
+            "invalid_payload",
+        )
         assert "name" in body["errors"]
 
     def test_patch_changes_a_topic_and_a_channel(self, client: Client, submit: Any) -> None:
-        response = self.call(client, "patch", "/assistance-topics/sales/", {"channel": "pricing-email"})
+        response = self.call(
+            client, "patch", "/assistance-topics/sales/", {"channel": "pricing-email"}
+        )
         assert response.json()["channel"] == "pricing-email"
         assert submit(SALES).json()["channel"]["kind"] == "email"
         response = self.call(client, "patch", "/assistance-topics/sales/", {"active": False})
         assert response.json()["active"] is False
         problem(submit(SALES), 400, "unknown_topic")
-        response = self.call(client, "patch", "/assistance-channels/sales-slack/",
-                             {"config": {"url": "https://hooks.example.com/T/B/X"}})
+        response = self.call(
+            client,
+            "patch",
+            "/assistance-channels/sales-slack/",
+            {"config": {"url": "https://hooks.example.com/T/B/X"}},
+        )
         assert response.status_code == 200
         assert response.json()["configured"] is True
         # A new kind is checked against the current config.
-        body = problem(self.call(client, "patch", "/assistance-channels/sales-slack/",
-                                 {"kind": "email"}), 400, "invalid_payload")
+        body = problem(
+            self.call(client, "patch", "/assistance-channels/sales-slack/", {"kind": "email"}),
+            400,
+            "invalid_payload",
+        )
         assert "config.to" in body["errors"]
-        problem(self.call(client, "patch", "/assistance-topics/nope/", {"active": False}), 404,
-                "not_found")
-        problem(self.call(client, "patch", "/assistance-channels/nope/", {"active": False}), 404,
-                "not_found")
-        body = problem(self.call(client, "patch", "/assistance-topics/sales/", {"channel": "nope"}),
-                       400, "invalid_payload")
+        problem(
+            self.call(client, "patch", "/assistance-topics/nope/", {"active": False}),
+            404,
+            "not_found",
+        )
+        problem(
+            self.call(client, "patch", "/assistance-channels/nope/", {"active": False}),
+            404,
+            "not_found",
+        )
+        body = problem(
+            self.call(client, "patch", "/assistance-topics/sales/", {"channel": "nope"}),
+            400,
+            "invalid_payload",
+        )
         assert "channel" in body["errors"]
 
 

@@ -45,9 +45,12 @@ def test_ten_concurrent_posts_with_one_key_store_one_request() -> None:
     body = json.dumps({"topic": "sales", "description": "Customer wants 40 seats"})
 
     def post(_: int) -> Any:
-        response = Client().post("/assistance-requests/", data=body,
-                                 content_type="application/json",
-                                 headers={"Idempotency-Key": "concurrent-1"})
+        response = Client().post(
+            "/assistance-requests/",
+            data=body,
+            content_type="application/json",
+            headers={"Idempotency-Key": "concurrent-1"},
+        )
         return response.status_code, response.json()
 
     answers = in_threads(10, post)
@@ -65,8 +68,14 @@ def make_due(count: int) -> list[Any]:
 
     channel_id = Channel.objects.get(name="sales-slack").pk
     rows = [
-        Delivery(purpose="assistance", topic="sales", channel_id=channel_id, status="PENDING",
-                 max_attempts=8, next_attempt_at=now - timedelta(seconds=1))
+        Delivery(
+            purpose="assistance",
+            topic="sales",
+            channel_id=channel_id,
+            status="PENDING",
+            max_attempts=8,
+            next_attempt_at=now - timedelta(seconds=1),
+        )
         for _ in range(count)
     ]
     return [d.pk for d in Delivery.objects.bulk_create(rows)]
@@ -78,8 +87,13 @@ def test_concurrent_sweeps_claim_disjoint_rows() -> None:
     def sweep(_: int) -> list[Any]:
         claimed: list[Any] = []
         while True:
-            claim = claim_due(DUE, now=timezone.now(), lease=timedelta(minutes=1), limit=7,
-                              set_values={"status": "QUEUED"})
+            claim = claim_due(
+                DUE,
+                now=timezone.now(),
+                lease=timedelta(minutes=1),
+                limit=7,
+                set_values={"status": "QUEUED"},
+            )
             if not claim.pks:
                 return claimed
             claimed.extend(claim.pks)

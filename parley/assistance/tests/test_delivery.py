@@ -72,7 +72,10 @@ def events(kind: str) -> list[dict[str, Any]]:
 
 
 def no_secret_anywhere(d: Delivery, *texts: str) -> None:
-    stored = [d.last_error or "", *Attempt.objects.filter(delivery=d).values_list("error", flat=True)]
+    stored = [
+        d.last_error or "",
+        *Attempt.objects.filter(delivery=d).values_list("error", flat=True),
+    ]
     for text in [*stored, *texts]:
         assert "S3CR3TT0K3N" not in (text or "")
         assert SECRET_PATH not in (text or "")
@@ -87,16 +90,26 @@ class TestSlack:
         d = request_for(submit, conversation_id=str(conversation_id))
         assert attempt(d) is Step.SENT
         d = refreshed(d)
-        assert (d.status, d.attempts, d.next_attempt_at, d.last_status_code) == ("SENT", 1, None, 200)
+        assert (d.status, d.attempts, d.next_attempt_at, d.last_status_code) == (
+            "SENT",
+            1,
+            None,
+            200,
+        )
         assert d.sent_at is not None
-        (request, _), = httpserver.log
+        ((request, _),) = httpserver.log
         assert request.headers["Idempotency-Key"] == str(d.pk)
         text = request.get_json()["text"]
-        assert str(d.pk) in text and "Customer wants 40 seats" in text
+        assert str(d.pk) in text
+        assert "Customer wants 40 seats" in text
         (sent,) = events("assistance.sent")
         assert sent == {
-            "request_id": str(d.pk), "topic": "sales-x", "channel_kind": "slack",
-            "channel_name": "sales-x-slack", "conversation_id": str(conversation_id), "attempts": 1,
+            "request_id": str(d.pk),
+            "topic": "sales-x",
+            "channel_kind": "slack",
+            "channel_name": "sales-x-slack",
+            "conversation_id": str(conversation_id),
+            "attempts": 1,
         }
 
     def test_a_500_is_retried_on_the_schedule_then_sent(
@@ -112,7 +125,8 @@ class TestSlack:
             assert d.next_attempt_at == timezone.now() + timedelta(seconds=5)
             assert d.last_error == "HTTP 500: rollup_error"
             (scheduled,) = events("assistance.retry_scheduled")
-            assert scheduled["attempts"] == 1 and scheduled["error"] == "HTTP 500: rollup_error"
+            assert scheduled["attempts"] == 1
+            assert scheduled["error"] == "HTTP 500: rollup_error"
             clock.shift(4.9)
             assert attempt(d) is Step.SKIPPED  # not due: nothing is sent
             assert len(httpserver.log) == 1
@@ -132,7 +146,11 @@ class TestSlack:
         d = request_for(submit)
         with time_machine.travel(timezone.now().replace(microsecond=0), tick=False):
             now = timezone.now()
-            value = "90" if form == "seconds" else format_datetime(now + timedelta(seconds=90), usegmt=True)
+            value = (
+                "90"
+                if form == "seconds"
+                else format_datetime(now + timedelta(seconds=90), usegmt=True)
+            )
             httpserver.expect_oneshot_request(SECRET_PATH).respond_with_data(
                 "rate_limited", status=429, headers={"Retry-After": value}
             )
@@ -141,8 +159,12 @@ class TestSlack:
 
     @pytest.mark.parametrize(
         ("status", "body"),
-        [(400, "invalid_payload"), (403, "action_prohibited"), (404, "channel_not_found"),
-         (410, "channel_is_archived")],
+        [
+            (400, "invalid_payload"),
+            (403, "action_prohibited"),
+            (404, "channel_not_found"),
+            (410, "channel_is_archived"),
+        ],
     )
     def test_other_4xx_fail_at_once(
         self, slack: Any, submit: Any, httpserver: HTTPServer, status: int, body: str
@@ -154,7 +176,8 @@ class TestSlack:
         assert (d.status, d.attempts, d.next_attempt_at) == ("FAILED", 1, None)
         assert d.last_error == f"HTTP {status}: {body}"
         (failed,) = events("assistance.failed")
-        assert failed["error"] == d.last_error and failed["attempts"] == 1
+        assert failed["error"] == d.last_error
+        assert failed["attempts"] == 1
 
     def test_a_request_held_open_times_out_and_is_retried(
         self, slack: Any, submit: Any, httpserver: HTTPServer, settings: Any
@@ -171,7 +194,8 @@ class TestSlack:
         assert attempt(d) is Step.RETRY
         assert time.monotonic() - started < 1.8
         d = refreshed(d)
-        assert d.last_error is not None and d.last_error.startswith("timed out")
+        assert d.last_error is not None
+        assert d.last_error.startswith("timed out")
         no_secret_anywhere(d)
 
     def test_a_closed_port_is_retried(self, route: Any, submit: Any) -> None:
@@ -219,7 +243,9 @@ class TestSlack:
 
 
 class TestEngine:
-    def test_a_task_run_twice_sends_once(self, slack: Any, submit: Any, httpserver: HTTPServer) -> None:
+    def test_a_task_run_twice_sends_once(
+        self, slack: Any, submit: Any, httpserver: HTTPServer
+    ) -> None:
         httpserver.expect_request(SECRET_PATH).respond_with_data("ok")
         d = request_for(submit)
         assert attempt(d) is Step.SENT
@@ -250,17 +276,25 @@ class TestEngine:
     def test_a_runner_that_died_leaves_its_delivery_due_after_the_lease(
         self, slack: Any, submit: Any, httpserver: HTTPServer, settings: Any, eager: None
     ) -> None:
-        from parley.core.duework import claim_one
         from parley.assistance.services._common import DUE
+        from parley.core.duework import claim_one
 
         httpserver.expect_request(SECRET_PATH).respond_with_data("ok")
         d = request_for(submit)
         now = timezone.now()
         # A runner claims it and dies before sending.
-        assert claim_one(DUE, d.pk, now=now, lease=settings.ASSISTANCE_LEASE,
-                         also_when=("status = %s", ["PENDING"]), set_values={"status": "QUEUED"})
+        assert claim_one(
+            DUE,
+            d.pk,
+            now=now,
+            lease=settings.ASSISTANCE_LEASE,
+            also_when=("status = %s", ["PENDING"]),
+            set_values={"status": "QUEUED"},
+        )
         assert attempt(d) is Step.SKIPPED  # leased
-        with time_machine.travel(now + settings.ASSISTANCE_LEASE - timedelta(seconds=1), tick=False):
+        with time_machine.travel(
+            now + settings.ASSISTANCE_LEASE - timedelta(seconds=1), tick=False
+        ):
             assert services.assistance_sweep().claimed == 0
         with time_machine.travel(now + settings.ASSISTANCE_LEASE, tick=False):
             assert services.assistance_sweep().claimed == 1
@@ -276,8 +310,14 @@ class TestEngine:
         d = request_for(submit)
         httpserver.expect_request(SECRET_PATH).respond_with_data("ok")
         assert attempt(d) is Step.SENT
-        report = _record(refreshed(d), uuid.uuid4(), Outcome.retryable("late"), started=timezone.now(),
-                         ended=timezone.now(), kind="slack")
+        report = _record(
+            refreshed(d),
+            uuid.uuid4(),
+            Outcome.retryable("late"),
+            started=timezone.now(),
+            ended=timezone.now(),
+            kind="slack",
+        )
         assert report.step is Step.RECORDED
         d = refreshed(d)
         assert (d.status, d.attempts) == ("SENT", 2)
@@ -324,7 +364,9 @@ class TestEngine:
     def test_an_operator_retries_a_failed_request(
         self, slack: Any, submit: Any, httpserver: HTTPServer
     ) -> None:
-        httpserver.expect_ordered_request(SECRET_PATH).respond_with_data("channel_not_found", status=404)
+        httpserver.expect_ordered_request(SECRET_PATH).respond_with_data(
+            "channel_not_found", status=404
+        )
         httpserver.expect_ordered_request(SECRET_PATH).respond_with_data("ok")
         d = request_for(submit)
         assert attempt(d) is Step.FAILED
@@ -364,7 +406,7 @@ class TestWebhookAndApprise:
         httpserver.expect_request("/in").respond_with_data("", status=204)
         d = request_for(submit, topic="hook", metadata={"plan": "pro"})
         assert attempt(d) is Step.SENT
-        (request, _), = httpserver.log
+        ((request, _),) = httpserver.log
         headers = {k.lower(): v for k, v in request.headers.items()}
         assert headers["webhook-id"] == headers["idempotency-key"] == str(d.pk)
         payload = Webhook(WEBHOOK_SECRET).verify(request.get_data(), headers)

@@ -39,7 +39,9 @@ def reply_to_a_burst() -> tuple[Message, list[uuid.UUID]]:
     inbound = [uuid.uuid4(), uuid.uuid4()]
     for message_id in inbound:
         conversations.message_ingest(
-            message_id=message_id, conversation_id=conversation_id, content="hi",
+            message_id=message_id,
+            conversation_id=conversation_id,
+            content="hi",
             timestamp=timezone.now(),
         )
     conversations.conversation_close(conversation_id=conversation_id)  # due now (G-5)
@@ -55,7 +57,7 @@ def test_a_reply_is_pushed_signed_with_its_id_as_the_key(push: HTTPServer) -> No
     d = Delivery.objects.get(pk=reply.pk)
     assert (d.purpose, d.status, d.conversation_id) == ("reply", "PENDING", reply.conversation_id)
     assert services.delivery_attempt(delivery_id=d.pk).step is Step.SENT
-    (request, _), = push.log
+    ((request, _),) = push.log
     headers = {k.lower(): v for k, v in request.headers.items()}
     assert headers["webhook-id"] == headers["idempotency-key"] == str(reply.pk)
     body = Webhook(SECRET).verify(request.get_data(), headers)

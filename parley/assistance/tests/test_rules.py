@@ -15,7 +15,9 @@ from parley.assistance.rules import RETRY_AFTER_CAP_SECONDS, retry_delay
 SCHEDULE = [0, 5, 30, 120, 600, 1800, 3600, 7200]
 
 
-def delay(attempts: int, retry_after: float | None = None, jitter: float = 0.0, **kw: int) -> float | None:
+def delay(
+    attempts: int, retry_after: float | None = None, jitter: float = 0.0, **kw: int
+) -> float | None:
     return retry_delay(
         attempts=attempts,
         max_attempts=kw.get("max_attempts", len(SCHEDULE)),
@@ -27,7 +29,9 @@ def delay(attempts: int, retry_after: float | None = None, jitter: float = 0.0, 
 
 
 @pytest.mark.parametrize(("attempts", "expected"), [(1, 5), (2, 30), (3, 120), (7, 7200)])
-def test_each_failed_attempt_waits_its_place_in_the_schedule(attempts: int, expected: float) -> None:
+def test_each_failed_attempt_waits_its_place_in_the_schedule(
+    attempts: int, expected: float
+) -> None:
     assert delay(attempts) == expected
 
 
@@ -37,8 +41,14 @@ def test_the_attempts_run_out_with_the_schedule() -> None:
 
 def test_jitter_stays_within_its_share() -> None:
     waits = [
-        retry_delay(attempts=2, max_attempts=8, schedule=SCHEDULE, retry_after=None, jitter=0.2,
-                    rng=random.Random(seed))
+        retry_delay(
+            attempts=2,
+            max_attempts=8,
+            schedule=SCHEDULE,
+            retry_after=None,
+            jitter=0.2,
+            rng=random.Random(seed),
+        )
         for seed in range(200)
     ]
     assert all(24 <= w <= 36 for w in waits)  # type: ignore[operator]
@@ -88,6 +98,9 @@ def test_redact_removes_urls_and_secrets_whole_or_encoded() -> None:
 
 
 def test_mask_keeps_the_host_and_the_last_four_characters() -> None:
-    assert mask_value("https://hooks.slack.com/services/T0/B0/XyZ123") == "https://hooks.slack.com/…Z123"
+    assert (
+        mask_value("https://hooks.slack.com/services/T0/B0/XyZ123")
+        == "https://hooks.slack.com/…Z123"
+    )
     assert "123456" not in mask_value("tgram://123456:ABCDEF/987654")
     assert mask_value("short") == "…"

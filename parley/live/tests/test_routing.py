@@ -28,7 +28,7 @@ def test_the_web_process_routes_none_of_the_live_views() -> None:
 
 def test_the_live_process_runs_no_sync_only_middleware() -> None:
     """Under ASGI one sync-only middleware puts every request on a thread of its own."""
-    import importlib
+    import importlib.util
     import os
     import subprocess
     import sys
