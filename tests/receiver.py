@@ -33,7 +33,7 @@ Answer = Callable[[Received], tuple[int, bytes]]
 
 
 class Receiver:
-    def __init__(self, answer: Answer | None = None) -> None:
+    def __init__(self, answer: Answer | None = None, *, port: int = 0) -> None:
         self.answer: Answer = answer or (lambda received: (200, b"ok"))
         self.received: list[Received] = []
         self.held = threading.Event()  # set when a request is being held
@@ -72,7 +72,7 @@ class Receiver:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
@@ -105,3 +105,38 @@ class Receiver:
     def keys(self) -> list[str]:
         with self._lock:
             return [r.key for r in self.received]
+
+
+def main() -> None:
+    """``python -m tests.receiver --port N --out FILE``: serve until SIGTERM, one line a request.
+
+    The bench runs the fake in a process of its own, so that it never takes
+    the load generator's interpreter lock. Each line is ``key<TAB>time``.
+    """
+    import argparse
+    import signal
+    import sys
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+    lock = threading.Lock()
+    with open(args.out, "a", buffering=1) as out:
+
+        def answer(received: Received) -> tuple[int, bytes]:
+            with lock:
+                out.write(f"{received.key}\t{received.at:.6f}\n")
+            return 200, b"ok"
+
+        receiver = Receiver(answer, port=args.port).start()
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        try:
+            while True:
+                time.sleep(3600)
+        finally:
+            receiver.stop()
+
+
+if __name__ == "__main__":
+    main()
