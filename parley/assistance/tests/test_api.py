@@ -421,3 +421,14 @@ def test_the_schema_holds_no_channel_config_in_any_response(client: Client) -> N
     for name, component in schema["components"]["schemas"].items():
         if name.startswith("Channel") and not name.endswith("Request"):
             assert "config" not in component.get("properties", {}), name
+
+
+def test_the_readme_sample_is_accepted(submit: Any) -> None:
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    (body,) = re.findall(r"--data '(\{\"topic\".*?\})'", readme)
+    response = submit(body, **{"Idempotency-Key": "8e03978e-40d5-43e8-bc93-6894a57f9324"})
+    assert response.status_code == 202
+    assert response.json()["channel"] == {"kind": "email", "name": "pricing-email"}
