@@ -44,12 +44,24 @@ def slack(route: Any, httpserver: HTTPServer) -> Any:
 
 @pytest.fixture
 def eager() -> Iterator[None]:
-    """Tasks run in the caller (the sweep's hand-off), with exceptions raised."""
+    """Tasks run in the caller (the sweep's hand-off), with exceptions raised.
+
+    The worker's task-start hook closes "old" database connections, which
+    inside the test's transaction would close the test's own connection.
+    """
+    from celery.signals import task_prerun
+
+    from parley.conversations.tasks import _bind_task_context
+
+    task_prerun.disconnect(_bind_task_context)
     celery_app.conf.task_always_eager = True
     celery_app.conf.task_eager_propagates = True
-    yield
-    celery_app.conf.task_always_eager = False
-    celery_app.conf.task_eager_propagates = False
+    try:
+        yield
+    finally:
+        celery_app.conf.task_always_eager = False
+        celery_app.conf.task_eager_propagates = False
+        task_prerun.connect(_bind_task_context)
 
 
 def request_for(submit: Any, topic: str = "sales-x", **extra: Any) -> Delivery:
