@@ -19,6 +19,21 @@ SENT = "assistance.sent"
 FAILED = "assistance.failed"
 
 
+def event_data(delivery: Delivery, type: str) -> dict[str, Any]:
+    """The ``data`` of ``type`` for ``delivery`` as it now is (the record statement's too)."""
+    extra: dict[str, Any] = {}
+    if type == RETRY_SCHEDULED:
+        assert delivery.next_attempt_at is not None
+        extra = {
+            "next_attempt_at": iso(delivery.next_attempt_at),
+            "error": delivery.last_error,
+            "by_operator": False,
+        }
+    elif type == FAILED:
+        extra = {"error": delivery.last_error}
+    return {**_data(delivery), **extra}
+
+
 def _data(delivery: Delivery) -> dict[str, Any]:
     channel = delivery.channel
     return {

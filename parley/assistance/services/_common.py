@@ -5,7 +5,8 @@ from __future__ import annotations
 from uuid import UUID
 
 import structlog
-from django.db import transaction
+from django.conf import settings
+from django.db import connection, transaction
 
 from parley.assistance.models import Delivery
 from parley.core.duework import DueWork
@@ -19,6 +20,11 @@ DUE = DueWork(
     status_field="status",
     live_statuses=Delivery.LIVE,
 )
+
+
+def database_functions() -> bool:
+    """Whether the hot paths run as single PostgreSQL statements (False: the portable steps)."""
+    return connection.vendor == "postgresql" and bool(settings.DATABASE_FUNCTIONS)
 
 
 def publish_after_commit(delivery_id: UUID) -> None:

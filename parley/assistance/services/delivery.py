@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import copy
 import enum
+import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 from uuid import UUID
 
 import structlog
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from parley.assistance import events, metrics, rules
@@ -18,8 +21,10 @@ from parley.assistance.models import Attempt, Delivery
 from parley.assistance.notices import Target, notice_for, target_for
 from parley.assistance.ratelimit import rate_acquire
 from parley.assistance.redaction import describe
-from parley.assistance.services._common import DUE
+from parley.assistance.services._common import DUE, database_functions
 from parley.core.duework import claim_one
+from parley.outbox.models import OutboxEvent
+from parley.outbox.services import OUTBOX_CHANNEL
 
 log = structlog.get_logger(__name__)
 
@@ -135,7 +140,16 @@ def _record(
       permanent error or when the attempts are used up, else QUEUED and due
       after the retry delay (A-7).
     * Each change writes its outbox event in the same transaction.
+
+    On PostgreSQL the lease's holder records in one statement
+    (:func:`_record_in_one_statement`); a runner that lost its lease, and
+    SQLite, take the row's lock and decide in Python.
     """
+    if database_functions():
+        report = _record_in_one_statement(loaded, token, outcome, started=started, ended=ended)
+        if report is not None:
+            _observe(loaded, outcome, report.step, kind)
+            return report
     with transaction.atomic():
         delivery = Delivery.objects.select_for_update().get(pk=loaded.pk)
         delivery.channel = loaded.channel
@@ -164,6 +178,91 @@ def _record(
         elif step is Step.RETRY:
             events.retry_scheduled(delivery, at=now)
     _observe(delivery, outcome, step, kind)
+    return AttemptReport(step, outcome)
+
+
+_RECORD = f"""
+    WITH updated AS (
+        UPDATE {Delivery._meta.db_table} SET
+            status = %(status)s, attempts = attempts + 1, next_attempt_at = %(next_attempt_at)s,
+            lease_token = NULL, sent_at = %(sent_at)s, failed_at = %(failed_at)s,
+            last_error = CASE WHEN %(delivered)s THEN last_error ELSE %(last_error)s END,
+            last_status_code = COALESCE(%(status_code)s, last_status_code), updated_at = %(now)s
+        WHERE id = %(id)s AND lease_token = %(token)s AND status IN ('PENDING', 'QUEUED')
+        RETURNING attempts, tenant_id
+    ), attempt AS (
+        INSERT INTO {Attempt._meta.db_table}
+            (delivery_id, n, started_at, ended_at, outcome, status_code, error)
+        SELECT %(id)s, attempts, %(started)s, %(ended)s, %(outcome)s, %(status_code)s, %(error)s
+        FROM updated
+    )
+"""  # noqa: S608  (table names from the models)
+_RECORD_PLAIN = _RECORD + "SELECT attempts FROM updated"  # noqa: S608
+_RECORD_WITH_EVENT = (
+    _RECORD  # noqa: S608
+    + f"""
+    , event AS (
+        INSERT INTO {OutboxEvent._meta.db_table} (type, occurred_at, tenant_id, subject, data)
+        SELECT %(event)s, %(now)s, tenant_id, %(subject)s,
+            %(data)s::jsonb || jsonb_build_object('attempts', attempts)
+        FROM updated
+    )
+    SELECT attempts, parley_ring(%(ring)s) FROM updated
+"""  # noqa: S608
+)
+
+
+def _record_in_one_statement(
+    loaded: Delivery, token: UUID, outcome: Outcome, *, started: datetime, ended: datetime
+) -> AttemptReport | None:
+    """PostgreSQL: the lease holder's record, in one statement run in autocommit.
+
+    The new state is decided from the row as loaded: while this runner holds
+    the lease, only it changes the row, and the UPDATE checks that it still
+    does. None when it does not (the caller then takes the locked path).
+    """
+    delivery = copy.copy(loaded)
+    delivery.attempts += 1
+    now = timezone.now()
+    if outcome.result is not Result.DELIVERED:
+        delivery.last_error = outcome.error
+    step = _next_state(delivery, token, outcome, now)
+    event = {Step.SENT: events.SENT, Step.FAILED: events.FAILED}.get(step)
+    if step is Step.RETRY:
+        event = events.RETRY_SCHEDULED
+    params: dict[str, Any] = {
+        "status": delivery.status,
+        "next_attempt_at": delivery.next_attempt_at,
+        "sent_at": delivery.sent_at,
+        "failed_at": delivery.failed_at,
+        "delivered": outcome.result is Result.DELIVERED,
+        "last_error": delivery.last_error,
+        "status_code": outcome.status_code,
+        "now": now,
+        "id": delivery.pk,
+        "token": token,
+        "started": started,
+        "ended": ended,
+        "outcome": outcome.result.value,
+        "error": outcome.error,
+    }
+    if event is not None and delivery.purpose == Delivery.Purpose.ASSISTANCE:
+        params.update(
+            event=event,
+            subject=str(delivery.conversation_id or delivery.pk),
+            data=json.dumps(events.event_data(delivery, event)),
+            ring=OUTBOX_CHANNEL,
+        )
+        statement = _RECORD_WITH_EVENT
+    else:
+        statement = _RECORD_PLAIN
+    with connection.cursor() as cursor:
+        cursor.execute(statement, params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    loaded.attempts, loaded.status = row[0], delivery.status
+    loaded.sent_at, loaded.next_attempt_at = delivery.sent_at, delivery.next_attempt_at
     return AttemptReport(step, outcome)
 
 

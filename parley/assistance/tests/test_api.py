@@ -18,7 +18,7 @@ from parley.assistance.models import Channel, Delivery, IdempotencyKey, Topic
 from parley.assistance.tests.conftest import delivery
 from parley.outbox.models import OutboxEvent
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("sql_path")]
 
 SALES = {"topic": "sales", "description": "Customer wants 40 seats"}
 REPRESENTATION = [

@@ -18,7 +18,7 @@ from parley.assistance.services._common import DUE
 from parley.core.duework import claim_due, claim_one
 from parley.outbox.models import OutboxEvent
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("sql_path")]
 
 
 @pytest.fixture(autouse=True)

@@ -31,7 +31,7 @@ from parley.assistance.services.delivery import Step
 from parley.assistance.tests.conftest import delivery
 from parley.outbox.models import OutboxEvent
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("sql_path")]
 
 SECRET_PATH = "/services/T0000/B0000/S3CR3TT0K3N"
 WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

@@ -15,7 +15,7 @@ from parley.assistance import services
 from parley.assistance.services.delivery import Step
 from parley.assistance.tests.conftest import delivery
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("sql_path")]
 
 
 @dataclass
