@@ -390,6 +390,8 @@ ASSISTANCE_SWEEP_INTERVAL = timedelta(
     seconds=env.float("ASSISTANCE_SWEEP_INTERVAL_SECONDS", default=0.5)
 )
 ASSISTANCE_SWEEP_BATCH_SIZE = env.int("ASSISTANCE_SWEEP_BATCH_SIZE", default=200)
+# Sends a worker process makes at once (threads): also the size of a task's batch.
+ASSISTANCE_SEND_CONCURRENCY = max(1, env.int("ASSISTANCE_SEND_CONCURRENCY", default=16))
 ASSISTANCE_IDEMPOTENCY_TTL = timedelta(
     hours=env.float("ASSISTANCE_IDEMPOTENCY_HOURS", default=24.0)
 )

@@ -17,9 +17,10 @@ batch) or :func:`claim_one` (the fast path of one row):
 * the runner does the slow part outside any transaction, then records the
   result under the row's lock, checking that the token is still its own.
 
-On PostgreSQL the sweep's claim is ``UPDATE ... WHERE pk IN (SELECT pk ...
-ORDER BY due LIMIT n FOR UPDATE SKIP LOCKED) RETURNING pk``: concurrent
-sweeps take disjoint rows without waiting for each other. SQLite has no
+On PostgreSQL the sweep's claim is ``WITH picked AS MATERIALIZED (SELECT pk
+... ORDER BY due LIMIT n FOR UPDATE SKIP LOCKED) UPDATE ... WHERE pk IN
+(SELECT pk FROM picked) RETURNING pk``: concurrent sweeps take disjoint rows
+without waiting for each other. SQLite has no
 ``SKIP LOCKED``, and needs none: its IMMEDIATE transactions serialise every
 writer, and the statement is atomic on its own.
 """
@@ -96,28 +97,38 @@ def claim_due(
     now: datetime,
     lease: timedelta,
     limit: int,
+    also_when: tuple[str, Sequence[Any]] | None = None,
     set_values: dict[str, Any] | None = None,
 ) -> Claim:
-    """Claim up to ``limit`` live rows due at ``now``, oldest deadline first (a sweep's batch)."""
+    """Claim up to ``limit`` live rows due at ``now``, oldest deadline first (a sweep's batch).
+
+    ``also_when``, as in :func:`claim_one`, makes rows claimable before their deadline.
+    """
     token, until = uuid.uuid4(), now + lease
     assignments, set_params = work._set(until=until, token=token, extra=set_values or {})
     live, live_params = work._live()
     due, due_params = work._due(now)
+    if also_when is not None:
+        due, due_params = f"({due} OR {also_when[0]})", [*due_params, *also_when[1]]
     lock = (
         " FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
     )
-    # The outer WHERE repeats the conditions: the subquery only picks candidates.
+    # The candidates are picked once (a MATERIALIZED CTE): as a plain IN
+    # (subquery), PostgreSQL may run the subquery again for each row it
+    # updates, and its LIMIT would then take more than ``limit`` rows. The
+    # UPDATE repeats the conditions.
     statement = f"""
-        UPDATE {work.table} SET {assignments}
-        WHERE {work.pk_column} IN (
-            SELECT {work.pk_column} FROM {work.table}
+        WITH picked AS MATERIALIZED (
+            SELECT {work.pk_column} AS pk FROM {work.table}
             WHERE {live} AND {due}
             ORDER BY {work._column(work.due_field)}
             LIMIT %s{lock}
-        ) AND {live} AND {due}
+        )
+        UPDATE {work.table} SET {assignments}
+        WHERE {work.pk_column} IN (SELECT pk FROM picked) AND {live} AND {due}
         RETURNING {work.pk_column}
     """  # noqa: S608  (names from the model)
-    params = [*set_params, *live_params, *due_params, limit, *live_params, *due_params]
+    params = [*live_params, *due_params, limit, *set_params, *live_params, *due_params]
     return Claim(pks=_returning(work, statement, params), token=token, until=until)
 
 

@@ -9,7 +9,12 @@
 """
 
 from parley.assistance.services.catalog import channel_save, topic_save
-from parley.assistance.services.delivery import AttemptReport, delivery_attempt
+from parley.assistance.services.delivery import (
+    AttemptReport,
+    deliveries_pending_run,
+    deliveries_run,
+    delivery_attempt,
+)
 from parley.assistance.services.requests import Submitted, delivery_retry, request_submit
 from parley.assistance.services.sweep import SweepReport, assistance_sweep, reply_push_pump
 
@@ -19,6 +24,8 @@ __all__ = [
     "SweepReport",
     "assistance_sweep",
     "channel_save",
+    "deliveries_pending_run",
+    "deliveries_run",
     "delivery_attempt",
     "delivery_retry",
     "reply_push_pump",

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from uuid import UUID
-
 import structlog
 from django.conf import settings
+from django.core.cache import caches
 from django.db import connection, transaction
 
 from parley.assistance.models import Delivery
@@ -27,18 +26,49 @@ def database_functions() -> bool:
     return connection.vendor == "postgresql" and bool(settings.DATABASE_FUNCTIONS)
 
 
-def publish_after_commit(delivery_id: UUID) -> None:
-    """Attempt ``delivery_id`` in a task once the transaction commits.
+# The key that says "a delivery task is already on its way" (kick_after_commit).
+KICK_KEY = "assistance:kick"
+# A kick whose task was lost stops muting new ones after this.
+KICK_TTL_SECONDS = 1
 
-    A broker that is down must not fail a request whose row is committed: the
-    error is logged, and the sweep takes the request when its grace ends.
+
+def kick_after_commit() -> None:
+    """Once the transaction commits, make sure a task delivers what is pending.
+
+    A burst of requests needs one task, not one each: a request publishes
+    one only when none is on its way. The task deletes the key before it
+    claims, so a request committed after that publishes the next one, and
+    one committed before it is claimed by it. The key lives in the shared
+    cache (Redis); without one (each process its own cache) every request
+    publishes. A task that is lost mutes new ones for ``KICK_TTL_SECONDS``
+    at most, and the sweep takes what it left when the grace ends.
     """
-    from parley.assistance.tasks import deliver
+    transaction.on_commit(kick)
 
-    def publish() -> None:
+
+def kick() -> None:
+    """Publish the delivery task, unless one is on its way; never raise."""
+    from parley.assistance.tasks import deliver_pending
+
+    try:
+        if shared_cache() and not caches["default"].add(KICK_KEY, 1, timeout=KICK_TTL_SECONDS):
+            return
+    except Exception:
+        log.warning("assistance_kick_cache_failed")  # publish anyway
+    try:
+        deliver_pending.apply_async(retry=False)
+    except Exception:
+        log.exception("assistance_publish_failed")
+
+
+def kick_received() -> None:
+    """The delivery task has started: the next request publishes a task again."""
+    if shared_cache():
         try:
-            deliver.apply_async((str(delivery_id),), retry=False)
+            caches["default"].delete(KICK_KEY)
         except Exception:
-            log.exception("assistance_publish_failed", request_id=str(delivery_id))
+            log.warning("assistance_kick_cache_failed")
 
-    transaction.on_commit(publish)
+
+def shared_cache() -> bool:
+    return "redis" in str(settings.CACHES["default"]["BACKEND"]).lower()

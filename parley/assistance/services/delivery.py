@@ -5,6 +5,10 @@ from __future__ import annotations
 import copy
 import enum
 import json
+import os
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -16,13 +20,13 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from parley.assistance import events, metrics, rules
-from parley.assistance.channels import Outcome, Result
+from parley.assistance.channels import Notice, Outcome, Result
 from parley.assistance.models import Attempt, Delivery
 from parley.assistance.notices import Target, notice_for, target_for
 from parley.assistance.ratelimit import rate_acquire
 from parley.assistance.redaction import describe
-from parley.assistance.services._common import DUE, database_functions
-from parley.core.duework import claim_one
+from parley.assistance.services._common import DUE, database_functions, kick
+from parley.core.duework import claim_due, claim_one
 from parley.outbox.models import OutboxEvent
 from parley.outbox.services import OUTBOX_CHANNEL
 
@@ -44,30 +48,26 @@ class AttemptReport:
     outcome: Outcome | None = None
 
 
+PENDING_OR_DUE = (f"{DUE._column('status')} = %s", [Delivery.Status.PENDING])
+
+
 def delivery_attempt(
     *, delivery_id: UUID | str, lease_token: UUID | str | None = None
 ) -> AttemptReport:
-    """Make one attempt of a delivery, if it is this runner's to make.
+    """Make one attempt of one delivery, if it is this runner's to make.
 
-    1. Claim: a task published after commit (no ``lease_token``) takes a
-       PENDING delivery, or a QUEUED one that is due, with a conditional
-       UPDATE that also starts a lease. A sweep has claimed its batch already
-       and passes its token. A runner that does not hold the lease returns:
-       a task run twice, or a sweep racing a task, sends once.
-    2. The channel's rate limit (A-10): over it, the delivery is put off
-       until the send fits; no attempt is made or counted.
-    3. Send, outside any transaction: one call, with the delivery's id as its
-       key (A-6); the kind returns an Outcome and never sleeps.
-    4. Record, under the row's lock (:func:`_record`).
+    Without ``lease_token`` it first claims the delivery: a PENDING one, or
+    a QUEUED one that is due, with a conditional UPDATE that also starts a
+    lease. A runner that does not hold the lease returns SKIPPED: a task run
+    twice, or a sweep racing a task, sends once. Then as :func:`deliveries_run`.
     """
-    now = timezone.now()
     if lease_token is None:
         claim = claim_one(
             DUE,
             delivery_id,
-            now=now,
+            now=timezone.now(),
             lease=settings.ASSISTANCE_LEASE,
-            also_when=(f"{DUE._column('status')} = %s", [Delivery.Status.PENDING]),
+            also_when=PENDING_OR_DUE,
             set_values={"status": Delivery.Status.QUEUED},
         )
         if claim is None:
@@ -75,34 +75,118 @@ def delivery_attempt(
         token = claim.token
     else:
         token = UUID(str(lease_token))
-    delivery = Delivery.objects.select_related("channel").filter(pk=delivery_id).first()
-    if delivery is None or delivery.lease_token != token or delivery.status not in Delivery.LIVE:
-        return AttemptReport(Step.SKIPPED)
+    reports = deliveries_run(pks=[delivery_id], token=token)
+    return reports[0] if reports else AttemptReport(Step.SKIPPED)
+
+
+def deliveries_pending_run(*, budget: float = 5.0) -> int:
+    """Deliver every PENDING (and due) delivery, a batch at a time; how many were attempted.
+
+    What the task published after a request's commit runs: a burst of
+    requests becomes a few batches, each claimed in one UPDATE, sent
+    concurrently and recorded one statement each. It stops when nothing is
+    left, or after ``budget`` seconds (then it publishes itself again).
+    """
+    started = time.monotonic()
+    done = 0
+    while True:
+        claim = claim_due(
+            DUE,
+            now=timezone.now(),
+            lease=settings.ASSISTANCE_LEASE,
+            limit=settings.ASSISTANCE_SEND_CONCURRENCY,
+            also_when=PENDING_OR_DUE,
+            set_values={"status": Delivery.Status.QUEUED},
+        )
+        if not claim.pks:
+            return done
+        done += len(deliveries_run(pks=claim.pks, token=claim.token))
+        if time.monotonic() - started > budget:
+            kick()
+            return done
+
+
+def deliveries_run(*, pks: Sequence[UUID | str], token: UUID) -> list[AttemptReport]:
+    """Attempt the claimed deliveries ``pks`` whose lease ``token`` holds.
+
+    1. Load them with their channels (one query); one whose lease passed to
+       another runner, or that is settled, is left alone.
+    2. The channel's rate limit (A-10): over it, a delivery is put off until
+       its send fits; no attempt is made or counted.
+    3. Send, outside any transaction, concurrently (a thread each, up to
+       ``ASSISTANCE_SEND_CONCURRENCY``): one call each, with the delivery's id
+       as its key (A-6); a kind returns an Outcome and never sleeps.
+    4. Record each (:func:`_record`).
+    """
+    rows = Delivery.objects.select_related("channel").filter(
+        pk__in=list(pks), lease_token=token, status__in=Delivery.LIVE
+    )
+    reports: list[AttemptReport] = []
+    ready: list[tuple[Delivery, Target, Notice]] = []
+    now = timezone.now()
+    for delivery in rows:
+        prepared = _prepare(delivery, token, now)
+        if isinstance(prepared, AttemptReport):
+            reports.append(prepared)
+        else:
+            ready.append((delivery, *prepared))
+    if len(ready) == 1:
+        results = [_send_timed(ready[0][1], ready[0][2])]
+    else:
+        results = list(_pool().map(lambda job: _send_timed(job[1], job[2]), ready))
+    for (delivery, target, _), (outcome, started, ended) in zip(ready, results, strict=True):
+        reports.append(
+            _record(delivery, token, outcome, started=started, ended=ended, kind=target.kind.name)
+        )
+    return reports
+
+
+def _prepare(
+    delivery: Delivery, token: UUID, now: datetime
+) -> AttemptReport | tuple[Target, Notice]:
+    """Where it goes and what it says; or the report of why it is not sent now."""
     found = target_for(delivery)
     if isinstance(found, Outcome):
         return _record(delivery, token, found, started=now, ended=now, kind=None)
-    target = found
-    wait_until = None
-    if target.channel is not None:
+    if found.channel is not None:
         wait_until = rate_acquire(
-            target.channel, rate=target.rate_per_second, burst=target.burst, now=now
+            found.channel, rate=found.rate_per_second, burst=found.burst, now=now
         )
-    if wait_until is not None:
-        return _defer(delivery, token, wait_until, target)
+        if wait_until is not None:
+            return _defer(delivery, token, wait_until, found)
     notice = notice_for(delivery)
     if isinstance(notice, Outcome):
-        return _record(delivery, token, notice, started=now, ended=now, kind=target.kind.name)
+        return _record(delivery, token, notice, started=now, ended=now, kind=found.kind.name)
+    return found, notice
+
+
+_pool_state: list[tuple[int, ThreadPoolExecutor]] = []
+
+
+def _pool() -> ThreadPoolExecutor:
+    """This process's send threads (a new pool after a fork)."""
+    if not _pool_state or _pool_state[0][0] != os.getpid():
+        _pool_state[:] = [
+            (
+                os.getpid(),
+                ThreadPoolExecutor(
+                    max_workers=settings.ASSISTANCE_SEND_CONCURRENCY,
+                    thread_name_prefix="assistance-send",
+                ),
+            )
+        ]
+    return _pool_state[0][1]
+
+
+def _send_timed(target: Target, notice: Notice) -> tuple[Outcome, datetime, datetime]:
     started = timezone.now()
-    outcome = _send(target, notice)
-    return _record(
-        delivery, token, outcome, started=started, ended=timezone.now(), kind=target.kind.name
-    )
+    return _send(target, notice), started, timezone.now()
 
 
-def _send(target: Target, notice: object) -> Outcome:
+def _send(target: Target, notice: Notice) -> Outcome:
     """The kind's send; anything it raises (a bug, a time limit) is a retryable failure."""
     try:
-        return target.kind.send(notice, target.config)  # type: ignore[arg-type]
+        return target.kind.send(notice, target.config)
     except Exception as exc:
         return Outcome.retryable(describe(exc, target.kind.secrets(target.config)))
 

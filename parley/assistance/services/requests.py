@@ -17,7 +17,7 @@ from django.utils import timezone
 from parley.assistance import events
 from parley.assistance.errors import DeliveryNotFailed, IdempotencyKeyReused, UnknownTopic
 from parley.assistance.models import Channel, Delivery, IdempotencyKey, Topic
-from parley.assistance.services._common import database_functions, publish_after_commit
+from parley.assistance.services._common import database_functions, kick_after_commit
 from parley.conversations.models import Conversation
 from parley.outbox.models import OutboxEvent
 from parley.outbox.services import OUTBOX_CHANNEL
@@ -84,7 +84,7 @@ def request_submit(
             return earlier
     if idempotency_key is None and database_functions():
         delivery = _store_in_one_statement(slug, description, conversation_id, metadata)
-        publish_after_commit(delivery.id)  # autocommit: published at once
+        kick_after_commit()  # autocommit: at once
         return Submitted(delivery.id, render(delivery), replay=False)
     try:
         with transaction.atomic():
@@ -97,7 +97,7 @@ def request_submit(
                     response=body,
                     created_at=delivery.created_at,
                 )
-            publish_after_commit(delivery.id)
+            kick_after_commit()
     except IntegrityError:
         earlier = _replay(idempotency_key, fingerprint) if idempotency_key is not None else None
         if earlier is None:
@@ -269,6 +269,6 @@ def delivery_retry(*, delivery_id: UUID) -> Delivery:
         delivery.updated_at = now
         delivery.save()
         events.retry_scheduled(delivery, at=now, by_operator=True)
-        publish_after_commit(delivery.id)
+        kick_after_commit()
     log.info("assistance_retry_by_operator", request_id=str(delivery_id))
     return delivery

@@ -48,7 +48,7 @@ def assistance_sweep(*, budget: float = 5.0) -> SweepReport:
        leased until the lease ends; the sweep after that claims it again.
     3. Once a minute, delete idempotency keys older than 24 h (A-8).
     """
-    from parley.assistance.tasks import deliver
+    from parley.assistance.tasks import deliver_batch
 
     queued = reply_push_pump()
     started = time.monotonic()
@@ -61,11 +61,13 @@ def assistance_sweep(*, budget: float = 5.0) -> SweepReport:
             limit=settings.ASSISTANCE_SWEEP_BATCH_SIZE,
             set_values={"status": Delivery.Status.QUEUED},
         )
-        for pk in claim.pks:
+        size = settings.ASSISTANCE_SEND_CONCURRENCY
+        for start in range(0, len(claim.pks), size):
+            batch = [str(pk) for pk in claim.pks[start : start + size]]
             try:
-                deliver.apply_async((str(pk), str(claim.token)), retry=False)
+                deliver_batch.apply_async((batch, str(claim.token)), retry=False)
             except Exception:
-                log.exception("assistance_publish_failed", request_id=str(pk))
+                log.exception("assistance_publish_failed", request_ids=batch)
         claimed += len(claim.pks)
         if len(claim.pks) < settings.ASSISTANCE_SWEEP_BATCH_SIZE:
             break

@@ -101,7 +101,30 @@ def test_concurrent_sweeps_claim_disjoint_rows() -> None:
     batches = in_threads(6, sweep)
     claimed = [pk for batch in batches for pk in batch]
     assert sorted(claimed) == sorted(pks)  # each exactly once
-    assert sum(1 for batch in batches if batch) > 1  # they shared the work
+
+
+def test_a_sweep_skips_the_rows_another_has_locked_instead_of_waiting() -> None:
+    make_due(20)
+    first_claimed = threading.Event()
+    second_done = threading.Event()
+
+    def run(index: int) -> list[Any]:
+        from django.db import transaction
+
+        if index == 0:
+            with transaction.atomic():  # holds its rows' locks until the other has claimed
+                claim = claim_due(DUE, now=timezone.now(), lease=timedelta(minutes=1), limit=10)
+                first_claimed.set()
+                assert second_done.wait(20)
+            return claim.pks
+        assert first_claimed.wait(20)
+        claim = claim_due(DUE, now=timezone.now(), lease=timedelta(minutes=1), limit=10)
+        second_done.set()
+        return claim.pks
+
+    first, second = in_threads(2, run)
+    assert len(first) == len(second) == 10
+    assert not set(first) & set(second)
 
 
 def test_a_row_is_claimed_once_by_racing_runners() -> None:
