@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
+from typing import Any
+
 import structlog
 from django.conf import settings
-from django.core.cache import caches
 from django.db import connection, transaction
 
 from parley.assistance.models import Delivery
@@ -27,7 +29,7 @@ def database_functions() -> bool:
 
 
 # The key that says "a delivery task is already on its way" (kick_after_commit).
-KICK_KEY = "assistance:kick"
+KICK_KEY = "parley:assistance:kick"
 # A kick whose task was lost stops muting new ones after this.
 KICK_TTL_SECONDS = 1
 
@@ -50,8 +52,9 @@ def kick() -> None:
     """Publish the delivery task, unless one is on its way; never raise."""
     from parley.assistance.tasks import deliver_pending
 
+    client = _redis()
     try:
-        if shared_cache() and not caches["default"].add(KICK_KEY, 1, timeout=KICK_TTL_SECONDS):
+        if client is not None and not client.set(KICK_KEY, 1, nx=True, ex=KICK_TTL_SECONDS):
             return
     except Exception:
         log.warning("assistance_kick_cache_failed")  # publish anyway
@@ -63,12 +66,31 @@ def kick() -> None:
 
 def kick_received() -> None:
     """The delivery task has started: the next request publishes a task again."""
-    if shared_cache():
+    client = _redis()
+    if client is not None:
         try:
-            caches["default"].delete(KICK_KEY)
+            client.delete(KICK_KEY)
         except Exception:
             log.warning("assistance_kick_cache_failed")
 
 
-def shared_cache() -> bool:
-    return "redis" in str(settings.CACHES["default"]["BACKEND"]).lower()
+_clients: dict[int, Any] = {}
+
+
+def _redis() -> Any:
+    """This process's client of the cache's Redis (one SET NX a request), or None without one.
+
+    The cache's own client is made anew on every call; this one is made once.
+    """
+    cache = settings.CACHES["default"]
+    if "redis" not in str(cache["BACKEND"]).lower():
+        return None
+    pid = os.getpid()
+    if pid not in _clients:
+        import redis
+
+        _clients.clear()
+        _clients[pid] = redis.Redis.from_url(
+            cache["LOCATION"], socket_connect_timeout=1.0, socket_timeout=1.0
+        )
+    return _clients[pid]

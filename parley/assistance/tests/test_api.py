@@ -432,3 +432,11 @@ def test_the_readme_sample_is_accepted(submit: Any) -> None:
     response = submit(body, **{"Idempotency-Key": "8e03978e-40d5-43e8-bc93-6894a57f9324"})
     assert response.status_code == 202
     assert response.json()["channel"] == {"kind": "email", "name": "pricing-email"}
+
+
+def test_render_request_matches_the_serializer(submit: Any) -> None:
+    from parley.assistance.serializers import RequestOutput, render_request
+
+    d = delivery(submit({**SALES, "conversation_id": str(uuid.uuid4())}))
+    d.last_error, d.sent_at = "HTTP 500", d.created_at
+    assert render_request(d) == dict(RequestOutput(d).data)

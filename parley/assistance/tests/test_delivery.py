@@ -442,3 +442,25 @@ class TestWebhookAndApprise:
             assert attempt(d) is Step.SENT
         body = httpserver.log[1][0].get_json()
         assert str(d.pk) in body["message"]
+
+
+def test_a_burst_publishes_one_task_until_it_starts(settings: Any) -> None:
+    """The coalesced kick: one delivery task on its way at a time (needs the shared Redis cache)."""
+    import redis
+
+    from parley.assistance.services._common import KICK_KEY, _redis, kick, kick_received
+
+    client = _redis()
+    if client is None or not settings.CELERY_BROKER_URL.startswith("redis"):
+        pytest.skip("coalescing needs the cache and the broker in Redis")
+    broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    client.delete(KICK_KEY)
+    before = broker.llen("celery")
+    kick()
+    kick()
+    kick()
+    assert broker.llen("celery") == before + 1
+    kick_received()  # the task started: the next request publishes again
+    kick()
+    assert broker.llen("celery") == before + 2
+    client.delete(KICK_KEY)
