@@ -14,13 +14,19 @@ from drf_spectacular.utils import (
     extend_schema,
     extend_schema_view,
 )
-from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
+from rest_framework.exceptions import (
+    NotFound,
+    PermissionDenied,
+    UnsupportedMediaType,
+    ValidationError,
+)
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from parley.assistance import selectors, services
+from parley.assistance.body import parse_request
 from parley.assistance.errors import InvalidIdempotencyKey
 from parley.assistance.models import Channel, Topic
 from parley.assistance.serializers import (
@@ -99,16 +105,18 @@ class AssistanceRequestCreateApi(APIView):
         tags=["assistance"],
     )
     def post(self, request: Request) -> Response:
-        verify_signature(request.headers, request.body)
+        body = request.body  # over DATA_UPLOAD_MAX_MEMORY_SIZE: RequestDataTooBig, a 413
+        media_type = (request.content_type or "").split(";", 1)[0].strip().lower()
+        if body and not (media_type == "application/json" or media_type.endswith("+json")):
+            raise UnsupportedMediaType(request.content_type or "(none)")
+        verify_signature(request.headers, body)
         key = idempotency_key(request.headers.get("Idempotency-Key"))
-        payload = RequestInput(data=request.data)
-        payload.is_valid(raise_exception=True)
-        data = payload.validated_data
+        data = parse_request(body)
         submitted = services.request_submit(
-            topic=data["topic"],
-            description=data["description"],
-            conversation_id=data.get("conversation_id"),
-            metadata=data.get("metadata"),
+            topic=data.topic,
+            description=data.description,
+            conversation_id=data.conversation_id,
+            metadata=data.metadata,
             idempotency_key=key,
             render=render_request,
         )
