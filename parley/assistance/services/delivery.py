@@ -134,10 +134,20 @@ def deliveries_run(*, pks: Sequence[UUID | str], token: UUID) -> list[AttemptRep
         results = [_send_timed(ready[0][1], ready[0][2])]
     else:
         results = list(_pool().map(lambda job: _send_timed(job[1], job[2]), ready))
+    done = {}
+    if database_functions() and len(ready) > 1:
+        items = [
+            (job[0], result[0], result[1], result[2])
+            for job, result in zip(ready, results, strict=True)
+        ]
+        done = _record_batch(items, token)
     for (delivery, target, _), (outcome, started, ended) in zip(ready, results, strict=True):
-        reports.append(
-            _record(delivery, token, outcome, started=started, ended=ended, kind=target.kind.name)
-        )
+        report = done.get(delivery.pk)
+        if report is None:
+            report = _record(
+                delivery, token, outcome, started=started, ended=ended, kind=target.kind.name
+            )
+        reports.append(report)
     return reports
 
 
@@ -226,13 +236,12 @@ def _record(
     * Each change writes its outbox event in the same transaction.
 
     On PostgreSQL the lease's holder records in one statement
-    (:func:`_record_in_one_statement`); a runner that lost its lease, and
-    SQLite, take the row's lock and decide in Python.
+    (:func:`_record_batch`); a runner that lost its lease, and SQLite, take
+    the row's lock and decide in Python.
     """
     if database_functions():
-        report = _record_in_one_statement(loaded, token, outcome, started=started, ended=ended)
+        report = _record_batch([(loaded, outcome, started, ended)], token).get(loaded.pk)
         if report is not None:
-            _observe(loaded, outcome, report.step, kind)
             return report
     with transaction.atomic():
         delivery = Delivery.objects.select_for_update().get(pk=loaded.pk)
@@ -266,88 +275,114 @@ def _record(
 
 
 _RECORD = f"""
-    WITH updated AS (
-        UPDATE {Delivery._meta.db_table} SET
-            status = %(status)s, attempts = attempts + 1, next_attempt_at = %(next_attempt_at)s,
-            lease_token = NULL, sent_at = %(sent_at)s, failed_at = %(failed_at)s,
-            last_error = CASE WHEN %(delivered)s THEN last_error ELSE %(last_error)s END,
-            last_status_code = COALESCE(%(status_code)s, last_status_code), updated_at = %(now)s
-        WHERE id = %(id)s AND lease_token = %(token)s AND status IN ('PENDING', 'QUEUED')
-        RETURNING attempts, tenant_id
+    WITH input AS (
+        SELECT * FROM unnest(
+            %(id)s::uuid[], %(status)s::text[], %(next_attempt_at)s::timestamptz[],
+            %(sent_at)s::timestamptz[], %(failed_at)s::timestamptz[], %(delivered)s::boolean[],
+            %(last_error)s::text[], %(status_code)s::integer[], %(started)s::timestamptz[],
+            %(ended)s::timestamptz[], %(outcome)s::text[], %(error)s::text[], %(event)s::text[],
+            %(subject)s::text[], %(data)s::jsonb[]
+        ) AS i(id, status, next_attempt_at, sent_at, failed_at, delivered, last_error,
+               status_code, started, ended, outcome, error, event, subject, data)
+    ), updated AS (
+        UPDATE {Delivery._meta.db_table} d SET
+            status = i.status, attempts = d.attempts + 1, next_attempt_at = i.next_attempt_at,
+            lease_token = NULL, sent_at = i.sent_at, failed_at = i.failed_at,
+            last_error = CASE WHEN i.delivered THEN d.last_error ELSE i.last_error END,
+            last_status_code = COALESCE(i.status_code, d.last_status_code), updated_at = %(now)s
+        FROM input i
+        WHERE d.id = i.id AND d.lease_token = %(token)s AND d.status IN ('PENDING', 'QUEUED')
+        RETURNING d.id, d.attempts, d.tenant_id
     ), attempt AS (
         INSERT INTO {Attempt._meta.db_table}
             (delivery_id, n, started_at, ended_at, outcome, status_code, error)
-        SELECT %(id)s, attempts, %(started)s, %(ended)s, %(outcome)s, %(status_code)s, %(error)s
-        FROM updated
-    )
-"""  # noqa: S608  (table names from the models)
-_RECORD_PLAIN = _RECORD + "SELECT attempts FROM updated"  # noqa: S608
-_RECORD_WITH_EVENT = (
-    _RECORD  # noqa: S608
-    + f"""
-    , event AS (
+        SELECT u.id, u.attempts, i.started, i.ended, i.outcome, i.status_code, i.error
+        FROM updated u JOIN input i ON i.id = u.id
+    ), event AS (
         INSERT INTO {OutboxEvent._meta.db_table} (type, occurred_at, tenant_id, subject, data)
-        SELECT %(event)s, %(now)s, tenant_id, %(subject)s,
-            %(data)s::jsonb || jsonb_build_object('attempts', attempts)
-        FROM updated
+        SELECT i.event, %(now)s, u.tenant_id, i.subject,
+            i.data || jsonb_build_object('attempts', u.attempts)
+        FROM updated u JOIN input i ON i.id = u.id
+        WHERE i.event IS NOT NULL
     )
-    SELECT attempts, parley_ring(%(ring)s) FROM updated
-"""  # noqa: S608
-)
+    SELECT u.id, u.attempts FROM updated u, (SELECT parley_ring(%(ring)s)) AS rang
+"""  # noqa: S608  (table names from the models)
+
+Item = tuple[Delivery, Outcome, datetime, datetime]
+_RECORD_COLUMNS = [
+    "id",
+    "status",
+    "next_attempt_at",
+    "sent_at",
+    "failed_at",
+    "delivered",
+    "last_error",
+    "status_code",
+    "started",
+    "ended",
+    "outcome",
+    "error",
+    "event",
+    "subject",
+    "data",
+]
 
 
-def _record_in_one_statement(
-    loaded: Delivery, token: UUID, outcome: Outcome, *, started: datetime, ended: datetime
-) -> AttemptReport | None:
-    """PostgreSQL: the lease holder's record, in one statement run in autocommit.
+def _record_batch(items: list[Item], token: UUID) -> dict[Any, AttemptReport]:
+    """PostgreSQL: the lease holder's records of a batch, in one statement run in autocommit.
 
-    The new state is decided from the row as loaded: while this runner holds
-    the lease, only it changes the row, and the UPDATE checks that it still
-    does. None when it does not (the caller then takes the locked path).
+    One commit for the whole batch instead of one per delivery. Each new
+    state is decided from the row as loaded: while this runner holds the
+    lease only it changes the row, and the UPDATE checks that it still does.
+    A delivery missing from the answer lost its lease (the caller records it
+    on the locked path).
     """
-    delivery = copy.copy(loaded)
-    delivery.attempts += 1
     now = timezone.now()
-    if outcome.result is not Result.DELIVERED:
-        delivery.last_error = outcome.error
-    step = _next_state(delivery, token, outcome, now)
-    event = {Step.SENT: events.SENT, Step.FAILED: events.FAILED}.get(step)
-    if step is Step.RETRY:
-        event = events.RETRY_SCHEDULED
-    params: dict[str, Any] = {
-        "status": delivery.status,
-        "next_attempt_at": delivery.next_attempt_at,
-        "sent_at": delivery.sent_at,
-        "failed_at": delivery.failed_at,
-        "delivered": outcome.result is Result.DELIVERED,
-        "last_error": delivery.last_error,
-        "status_code": outcome.status_code,
-        "now": now,
-        "id": delivery.pk,
-        "token": token,
-        "started": started,
-        "ended": ended,
-        "outcome": outcome.result.value,
-        "error": outcome.error,
-    }
-    if event is not None and delivery.purpose == Delivery.Purpose.ASSISTANCE:
-        params.update(
-            event=event,
-            subject=str(delivery.conversation_id or delivery.pk),
-            data=json.dumps(events.event_data(delivery, event)),
-            ring=OUTBOX_CHANNEL,
-        )
-        statement = _RECORD_WITH_EVENT
-    else:
-        statement = _RECORD_PLAIN
+    columns: dict[str, list[Any]] = {name: [] for name in _RECORD_COLUMNS}
+    steps: dict[Any, tuple[Delivery, Step, Outcome]] = {}
+    for loaded, outcome, started, ended in items:
+        delivery = copy.copy(loaded)
+        delivery.attempts += 1
+        if outcome.result is not Result.DELIVERED:
+            delivery.last_error = outcome.error
+        step = _next_state(delivery, token, outcome, now)
+        event = {
+            Step.SENT: events.SENT,
+            Step.FAILED: events.FAILED,
+            Step.RETRY: events.RETRY_SCHEDULED,
+        }.get(step)
+        if delivery.purpose != Delivery.Purpose.ASSISTANCE:
+            event = None
+        row = {
+            "id": delivery.pk,
+            "status": delivery.status,
+            "next_attempt_at": delivery.next_attempt_at,
+            "sent_at": delivery.sent_at,
+            "failed_at": delivery.failed_at,
+            "delivered": outcome.result is Result.DELIVERED,
+            "last_error": delivery.last_error,
+            "status_code": outcome.status_code,
+            "started": started,
+            "ended": ended,
+            "outcome": outcome.result.value,
+            "error": outcome.error,
+            "event": event,
+            "subject": str(delivery.conversation_id or delivery.pk),
+            "data": json.dumps(events.event_data(delivery, event)) if event else None,
+        }
+        for name, value in row.items():
+            columns[name].append(value)
+        steps[delivery.pk] = (delivery, step, outcome)
     with connection.cursor() as cursor:
-        cursor.execute(statement, params)
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    loaded.attempts, loaded.status = row[0], delivery.status
-    loaded.sent_at, loaded.next_attempt_at = delivery.sent_at, delivery.next_attempt_at
-    return AttemptReport(step, outcome)
+        cursor.execute(_RECORD, {**columns, "now": now, "token": token, "ring": OUTBOX_CHANNEL})
+        recorded = cursor.fetchall()
+    reports = {}
+    for pk, attempts in recorded:
+        delivery, step, outcome = steps[pk]
+        delivery.attempts = attempts
+        _observe(delivery, outcome, step, None)
+        reports[pk] = AttemptReport(step, outcome)
+    return reports
 
 
 def _next_state(delivery: Delivery, token: UUID, outcome: Outcome, now: datetime) -> Step:
@@ -384,6 +419,8 @@ def _next_state(delivery: Delivery, token: UUID, outcome: Outcome, now: datetime
 
 
 def _observe(delivery: Delivery, outcome: Outcome, step: Step, kind: str | None) -> None:
+    if kind is None:  # the channel's; a pushed reply goes through the webhook kind
+        kind = delivery.channel.kind if delivery.channel is not None else "webhook"
     metrics.ATTEMPTS.labels(
         purpose=delivery.purpose, kind=kind or "none", outcome=outcome.result.value
     ).inc()

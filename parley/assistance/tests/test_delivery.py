@@ -464,3 +464,24 @@ def test_a_burst_publishes_one_task_until_it_starts(settings: Any) -> None:
     kick()
     assert broker.llen("celery") == before + 2
     client.delete(KICK_KEY)
+
+
+def test_a_burst_is_delivered_in_one_batch_with_each_outcome_recorded(
+    route: Any, submit: Any, httpserver: HTTPServer
+) -> None:
+    route("ok", "slack", {"url": httpserver.url_for("/ok")})
+    route("busy", "slack", {"url": httpserver.url_for("/busy")})
+    httpserver.expect_request("/ok").respond_with_data("ok")
+    httpserver.expect_request("/busy").respond_with_data("busy", status=503)
+    sent = [request_for(submit, topic="ok") for _ in range(4)]
+    retried = [request_for(submit, topic="busy") for _ in range(2)]
+    assert services.deliveries_pending_run() == 6
+    for d in sent:
+        d = refreshed(d)
+        assert (d.status, d.attempts, d.history.count()) == ("SENT", 1, 1)
+    for d in retried:
+        d = refreshed(d)
+        assert (d.status, d.attempts, d.last_error) == ("QUEUED", 1, "HTTP 503: busy")
+    assert len(events("assistance.sent")) == 4
+    assert {e["attempts"] for e in events("assistance.retry_scheduled")} == {1}
+    assert services.deliveries_pending_run() == 0  # nothing pending, the retries not due
