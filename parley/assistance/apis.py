@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 from uuid import UUID
 
 from django.conf import settings
@@ -43,6 +44,7 @@ from parley.core.auth import ApiTokenAuthentication, ApiTokenPermission
 from parley.core.openapi import problem_responses
 from parley.webhooks.signatures import verify_signature
 
+T = TypeVar("T")
 TOKEN_ERRORS = problem_responses(
     s401="not_authenticated: the bearer token is missing or wrong.",
     s403="permission_denied: API_TOKEN is not set on the server, so management is off.",
@@ -173,8 +175,25 @@ class _Managed(APIView):
     permission_classes = [ManagementPermission]
 
 
-def _unique_violation(field: str, message: str) -> ValidationError:
-    return ValidationError({field: [message]})
+def _validated(input_class: Any, request: Request, *, partial: bool = False) -> dict[str, Any]:
+    """The body through ``input_class``; on a PATCH, ``active`` only when it was sent."""
+    payload = input_class(data=request.data, partial=partial)
+    payload.is_valid(raise_exception=True)
+    data = dict(payload.validated_data)
+    if partial and "active" not in request.data:
+        data.pop("active", None)
+    return data
+
+
+def _save_unique(save: Callable[[], T], *, field: str, taken: bool, what: str) -> T:
+    """``save()``, unless ``field``'s new value is taken: then 400 naming it (a race too)."""
+    violation = ValidationError({field: [f"A {what} with this {field} exists."]})
+    if taken:
+        raise violation
+    try:
+        return save()
+    except IntegrityError as exc:
+        raise violation from exc
 
 
 class ChannelListApi(_Managed):
@@ -199,15 +218,13 @@ class ChannelListApi(_Managed):
         tags=["assistance management"],
     )
     def post(self, request: Request) -> Response:
-        payload = ChannelInput(data=request.data)
-        payload.is_valid(raise_exception=True)
-        data = dict(payload.validated_data)
-        if Channel.objects.filter(name=data["name"]).exists():
-            raise _unique_violation("name", "A channel with this name exists.")
-        try:
-            channel = services.channel_save(**data)
-        except IntegrityError as exc:
-            raise _unique_violation("name", "A channel with this name exists.") from exc
+        data = _validated(ChannelInput, request)
+        channel = _save_unique(
+            lambda: services.channel_save(**data),
+            field="name",
+            taken=Channel.objects.filter(name=data["name"]).exists(),
+            what="channel",
+        )
         return Response(ChannelOutput(channel).data, status=201)
 
 
@@ -247,18 +264,14 @@ class ChannelDetailApi(_Managed):
     )
     def patch(self, request: Request, name: str) -> Response:
         channel = self._channel(name)
-        payload = ChannelInput(data=request.data, partial=True)
-        payload.is_valid(raise_exception=True)
-        data = dict(payload.validated_data)
-        if "active" not in request.data:
-            data.pop("active", None)
+        data = _validated(ChannelInput, request, partial=True)
         new_name = data.get("name", channel.name)
-        if new_name != channel.name and Channel.objects.filter(name=new_name).exists():
-            raise _unique_violation("name", "A channel with this name exists.")
-        try:
-            channel = services.channel_save(channel=channel, **data)
-        except IntegrityError as exc:
-            raise _unique_violation("name", "A channel with this name exists.") from exc
+        channel = _save_unique(
+            lambda: services.channel_save(channel=channel, **data),
+            field="name",
+            taken=new_name != channel.name and Channel.objects.filter(name=new_name).exists(),
+            what="channel",
+        )
         return Response(ChannelOutput(channel).data)
 
 
@@ -284,16 +297,13 @@ class TopicListApi(_Managed):
         tags=["assistance management"],
     )
     def post(self, request: Request) -> Response:
-        payload = TopicInput(data=request.data)
-        payload.is_valid(raise_exception=True)
-        data = dict(payload.validated_data)
-        slug = data["slug"].strip().lower()
-        if Topic.objects.filter(slug=slug).exists():
-            raise _unique_violation("slug", "A topic with this slug exists.")
-        try:
-            topic = services.topic_save(**data)
-        except IntegrityError as exc:
-            raise _unique_violation("slug", "A topic with this slug exists.") from exc
+        data = _validated(TopicInput, request)
+        topic = _save_unique(
+            lambda: services.topic_save(**data),
+            field="slug",
+            taken=Topic.objects.filter(slug=data["slug"].strip().lower()).exists(),
+            what="topic",
+        )
         return Response(TopicOutput(topic).data, status=201)
 
 
@@ -333,16 +343,12 @@ class TopicDetailApi(_Managed):
     )
     def patch(self, request: Request, slug: str) -> Response:
         topic = self._topic(slug)
-        payload = TopicInput(data=request.data, partial=True)
-        payload.is_valid(raise_exception=True)
-        data = dict(payload.validated_data)
-        if "active" not in request.data:
-            data.pop("active", None)
+        data = _validated(TopicInput, request, partial=True)
         new_slug = data.get("slug", topic.slug).strip().lower()
-        if new_slug != topic.slug and Topic.objects.filter(slug=new_slug).exists():
-            raise _unique_violation("slug", "A topic with this slug exists.")
-        try:
-            topic = services.topic_save(topic=topic, **data)
-        except IntegrityError as exc:
-            raise _unique_violation("slug", "A topic with this slug exists.") from exc
+        topic = _save_unique(
+            lambda: services.topic_save(topic=topic, **data),
+            field="slug",
+            taken=new_slug != topic.slug and Topic.objects.filter(slug=new_slug).exists(),
+            what="topic",
+        )
         return Response(TopicOutput(topic).data)

@@ -6,7 +6,6 @@ no output serializer, so no representation and no schema can carry it.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from drf_spectacular.utils import extend_schema_field
@@ -15,8 +14,6 @@ from rest_framework import serializers
 from parley.assistance import channels
 from parley.assistance.models import Attempt, Channel, Delivery
 
-# Larger metadata is refused (400); the request is a notice, not a store.
-MAX_METADATA_BYTES = 16 * 1024
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 SLUG_PATTERN = r"^\s*[A-Za-z0-9][A-Za-z0-9_-]{0,99}\s*$"
 
@@ -77,30 +74,14 @@ class StrictIntegerField(serializers.IntegerField):
 
 
 class RequestInput(serializers.Serializer):
+    """The POST body as the OpenAPI schema shows it; ``body.parse_request`` reads it (msgspec)."""
+
     topic = StrictCharField(max_length=100, trim_whitespace=False)
     description = StrictCharField(min_length=1, max_length=5000, trim_whitespace=False)
     conversation_id = StrictUUIDField(required=False, allow_null=True)
     metadata = serializers.DictField(
         required=False, allow_null=True, help_text="Any JSON object, up to 16 KiB."
     )
-
-    def validate_topic(self, value: str) -> str:
-        if not value.strip():
-            raise serializers.ValidationError("This field may not be blank.")
-        return _no_nul(value)
-
-    def validate_description(self, value: str) -> str:
-        if not value.strip():
-            raise serializers.ValidationError("This field may not be blank.")
-        return _no_nul(value)
-
-    def validate_metadata(self, value: dict[str, Any] | None) -> dict[str, Any]:
-        encoded = json.dumps(value or {}, ensure_ascii=False)
-        if len(encoded.encode()) > MAX_METADATA_BYTES:
-            raise serializers.ValidationError("At most 16 KiB of JSON.")
-        if "\\u0000" in json.dumps(value or {}):
-            raise serializers.ValidationError("NUL characters are not allowed.")
-        return value or {}
 
 
 class ChannelRefOutput(serializers.Serializer):
