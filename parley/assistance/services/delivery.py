@@ -84,7 +84,7 @@ def deliveries_pending_run(*, budget: float = 5.0) -> int:
 
     What the task published after a request's commit runs: a burst of
     requests becomes a few batches, each claimed in one UPDATE, sent
-    concurrently and recorded one statement each. It stops when nothing is
+    concurrently and recorded together. It stops when nothing is
     left, or after ``budget`` seconds (then it publishes itself again).
     """
     started = time.monotonic()
