@@ -49,7 +49,8 @@ class DueWork:
     status_field: str
     live_statuses: tuple[str, ...]
 
-    def _column(self, name: str) -> str:
+    def column(self, name: str) -> str:
+        """A column of the table, quoted for raw SQL."""
         return connection.ops.quote_name(str(sql.field(self.model, name).column))
 
     @property
@@ -66,20 +67,20 @@ class DueWork:
         status = sql.field(self.model, self.status_field)
         placeholders = ", ".join(["%s"] * len(self.live_statuses))
         values = [status.get_db_prep_value(s, connection) for s in self.live_statuses]
-        return f"{self._column(self.status_field)} IN ({placeholders})", values
+        return f"{self.column(self.status_field)} IN ({placeholders})", values
 
     def _set(self, *, until: datetime, token: uuid.UUID, extra: dict[str, Any]) -> tuple[str, list]:
         assignments = {self.due_field: until, self.token_field: token, **extra}
         parts, values = [], []
         for name, value in assignments.items():
             field = sql.field(self.model, name)
-            parts.append(f"{self._column(name)} = %s")
+            parts.append(f"{self.column(name)} = %s")
             values.append(field.get_db_prep_value(value, connection))
         return ", ".join(parts), values
 
     def _due(self, now: datetime) -> tuple[str, list[Any]]:
         field = sql.field(self.model, self.due_field)
-        return f"{self._column(self.due_field)} <= %s", [field.get_db_prep_value(now, connection)]
+        return f"{self.column(self.due_field)} <= %s", [field.get_db_prep_value(now, connection)]
 
 
 @dataclass(frozen=True)
@@ -121,7 +122,7 @@ def claim_due(
         WITH picked AS MATERIALIZED (
             SELECT {work.pk_column} AS pk FROM {work.table}
             WHERE {live} AND {due}
-            ORDER BY {work._column(work.due_field)}
+            ORDER BY {work.column(work.due_field)}
             LIMIT %s{lock}
         )
         UPDATE {work.table} SET {assignments}

@@ -27,7 +27,7 @@ from config.celery import app as celery_app
 from parley.assistance import services
 from parley.assistance.errors import DeliveryNotFailed
 from parley.assistance.models import Attempt, Delivery
-from parley.assistance.services.delivery import Step
+from parley.assistance.services.record import Step
 from parley.assistance.tests.conftest import delivery
 from parley.outbox.models import OutboxEvent
 
@@ -317,12 +317,12 @@ class TestEngine:
         self, slack: Any, submit: Any, httpserver: HTTPServer
     ) -> None:
         from parley.assistance.channels import Outcome
-        from parley.assistance.services.delivery import _record
+        from parley.assistance.services.record import attempt_record
 
         d = request_for(submit)
         httpserver.expect_request(SECRET_PATH).respond_with_data("ok")
         assert attempt(d) is Step.SENT
-        report = _record(
+        report = attempt_record(
             refreshed(d),
             uuid.uuid4(),
             Outcome.retryable("late"),

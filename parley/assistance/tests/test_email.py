@@ -12,7 +12,7 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from parley.assistance import services
-from parley.assistance.services.delivery import Step
+from parley.assistance.services.record import Step
 from parley.assistance.tests.conftest import delivery
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("sql_path")]

@@ -17,7 +17,7 @@ from standardwebhooks.webhooks import Webhook
 
 from parley.assistance import services
 from parley.assistance.models import Delivery
-from parley.assistance.services.delivery import Step
+from parley.assistance.services.record import Step
 from parley.conversations import services as conversations
 from parley.conversations.models import Message, MessageGroup
 
