@@ -2,7 +2,8 @@
 
 * ``requests``: a request is stored (with its idempotency key) and published
   after commit; an operator retries a FAILED one.
-* ``delivery``: one attempt: claim, send outside any transaction, record.
+* ``delivery``: attempts: claim (one or a batch), send outside any transaction.
+* ``record``: an attempt's result, the delivery's next state and its event.
 * ``sweep``: what is due and not leased goes to a worker; pushed replies come
   from the outbox; old idempotency keys go.
 * ``catalog``: channels and topics, validated against the kinds' schemas.

@@ -71,7 +71,10 @@ def request_submit(
        answer. The key is written last: a concurrent POST with the same key
        waits on its unique index until this one commits, then fails, rolls
        back everything it wrote, and answers the stored answer instead.
-    4. After commit, a task attempts it at once (the fast path).
+       Without a key, on PostgreSQL, one statement in autocommit does the
+       same (:func:`_store_in_one_statement`).
+    4. After commit, the delivery task is published, unless one is on its
+       way already (``kick_after_commit``): the fast path.
     """
     slug = topic_slug(topic)
     metadata = metadata or {}
