@@ -9,6 +9,7 @@ from kombu import Connection
 
 def connect(folder: Path) -> Connection:
     (folder / "processed").mkdir(parents=True, exist_ok=True)
+    (folder / "control").mkdir(exist_ok=True)
     return Connection(
         "filesystem://",
         transport_options={
