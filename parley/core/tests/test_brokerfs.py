@@ -36,9 +36,10 @@ def test_messages_go_through_and_no_partial_file_stays(tmp_path: Path) -> None:
 
 def test_a_message_still_being_written_is_not_read(tmp_path: Path) -> None:
     with connect(tmp_path) as connection:
-        queue = connection.SimpleQueue("q")
+        # A queue of its own: kombu keeps declared exchanges per process.
+        queue = connection.SimpleQueue("partial")
         # What a writer leaves while it writes: readers must not take it.
-        (tmp_path / "1_00000000-0000-0000-0000-000000000000.q.msg.partial").write_bytes(b"")
+        (tmp_path / "1_00000000-0000-0000-0000-000000000000.partial.msg.partial").write_bytes(b"")
         queue.put({"n": 1})
         assert queue.get(timeout=1).payload == {"n": 1}
         assert queue.qsize() == 0
