@@ -377,6 +377,8 @@ if not ASSISTANCE_RETRY_SCHEDULE or any(s < 0 for s in ASSISTANCE_RETRY_SCHEDULE
     )
 # Each wait varies by up to this share either way, so that retries spread out.
 ASSISTANCE_RETRY_JITTER = env.float("ASSISTANCE_RETRY_JITTER", default=0.2)
+if not 0 <= ASSISTANCE_RETRY_JITTER < 1:
+    raise ImproperlyConfigured("ASSISTANCE_RETRY_JITTER must be at least 0 and below 1.")
 # Seconds an outgoing call may take; longer counts as retryable.
 ASSISTANCE_TIMEOUT_SECONDS = env.float("ASSISTANCE_TIMEOUT_SECONDS", default=10.0)
 # A runner owns a delivery this long; the sweep takes it again after (a killed
