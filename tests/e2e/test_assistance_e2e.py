@@ -131,3 +131,25 @@ def test_a_worker_killed_mid_send_leaves_the_request_due_after_its_lease(
     assert keys == [request_id, request_id]  # the held send, and one more: at most one duplicate
     delivery = Delivery.objects.get(pk=request_id)
     assert (delivery.attempts, delivery.last_error) == (1, None)
+
+
+def test_a_pricing_request_writes_its_email_under_var_on_the_defaults(stack_factory: Any) -> None:
+    """``make run`` with nothing configured: the seeded route, Django's file backend."""
+    from importlib import import_module
+
+    from django.apps import apps
+
+    import_module("parley.assistance.migrations.0002_default_topics").create(apps, None)
+    stack = stack_factory(window=None, tolerance=None)
+    request_id = post(stack, "Pricing", "A quote for 40 seats, please")
+    wait_for(lambda: status(request_id) == "SENT", 20, "the pricing request's SENT")
+    mail = list((stack.workdir / "var" / "mail").iterdir())
+    assert len(mail) == 1
+    text = mail[0].read_text()
+    assert "A quote for 40 seats, please" in text
+    assert request_id in text
+    assert "To: assistance@localhost" in text
+    # And Slack, with no URL configured, fails at once and clearly: never stuck.
+    sales_id = post(stack, "sales")
+    wait_for(lambda: status(sales_id) == "FAILED", 20, "the unconfigured Slack request's FAILED")
+    assert Delivery.objects.get(pk=sales_id).last_error == "channel not configured"
