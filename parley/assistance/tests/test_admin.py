@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from parley.assistance.crypto import EncryptedConfigField
 from parley.assistance.models import Channel
 from parley.assistance.tests.conftest import make_channel
 
@@ -78,3 +79,28 @@ def test_a_channel_is_added_with_its_config_checked(admin_client: Any) -> None:
     )
     assert response.status_code == 302
     assert Channel.objects.get(name="ops-mail").config == {"to": ["ops@example.com"]}
+
+
+def test_a_key_rotation_re_encrypts_every_config(settings: Any) -> None:
+    from io import StringIO
+
+    from cryptography.fernet import Fernet
+    from django.core.management import CommandError, call_command
+    from django.db import connection
+
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    settings.ASSISTANCE_CONFIG_KEYS = [old]
+    make_channel("support", "slack", {"url": SECRET_URL})
+    settings.ASSISTANCE_CONFIG_KEYS = [new, old]
+    out = StringIO()
+    call_command("assistance_reencrypt", stdout=out)
+    assert "re-encrypted" in out.getvalue()
+    settings.ASSISTANCE_CONFIG_KEYS = [new]  # the old key is gone: still readable
+    assert Channel.objects.get(name="support").config == {"url": SECRET_URL}
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT config FROM assistance_channel WHERE name = 'support'")
+        assert "S3CR3T" not in cursor.fetchone()[0]
+    settings.ASSISTANCE_CONFIG_KEYS = [Fernet.generate_key().decode()]  # a lost key
+    assert Channel.objects.get(name="support").config == {EncryptedConfigField.UNREADABLE: True}
+    with pytest.raises(CommandError, match="support"):
+        call_command("assistance_reencrypt", stdout=StringIO())
