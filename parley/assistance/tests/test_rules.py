@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -104,3 +105,17 @@ def test_mask_keeps_the_host_and_the_last_four_characters() -> None:
     )
     assert "123456" not in mask_value("tgram://123456:ABCDEF/987654")
     assert mask_value("short") == "…"
+
+
+def test_the_system_checks_refuse_a_short_lease_and_a_bad_reply_secret(settings: Any) -> None:
+    from datetime import timedelta
+
+    from parley.assistance.checks import assistance_settings
+
+    assert assistance_settings() == []
+    settings.ASSISTANCE_LEASE = timedelta(seconds=10)
+    settings.REPLY_WEBHOOK_SECRET = "plain"
+    assert [error.id for error in assistance_settings()] == [
+        "parley.assistance.E001",
+        "parley.assistance.E002",
+    ]
