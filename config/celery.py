@@ -5,8 +5,11 @@ from __future__ import annotations
 import os
 
 from celery import Celery
+from kombu.transport import TRANSPORT_ALIASES
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+# The embedded broker, with atomic writes (parley/core/brokerfs.py says why).
+TRANSPORT_ALIASES["filesystem"] = "parley.core.brokerfs:Transport"
 
 app = Celery("parley")
 app.config_from_object("django.conf:settings", namespace="CELERY")

@@ -547,3 +547,70 @@ if SENTRY_DSN:
         traces_sample_rate=env.float("SENTRY_TRACES_SAMPLE_RATE", default=0.0),
         send_default_pii=False,
     )
+
+# --- Assistance routing (SPEC section 9) -------------------------------------------
+INSTALLED_APPS += ["parley.assistance"]
+# Attempts and the wait before each: comma-separated seconds, the first
+# for the first attempt; its length is the number of attempts.
+ASSISTANCE_RETRY_SCHEDULE = [
+    float(s)
+    for s in env.list(
+        "ASSISTANCE_RETRY_SCHEDULE", default=["0", "5", "30", "120", "600", "1800", "3600", "7200"]
+    )
+]
+if not ASSISTANCE_RETRY_SCHEDULE or any(s < 0 for s in ASSISTANCE_RETRY_SCHEDULE):
+    raise ImproperlyConfigured(
+        "ASSISTANCE_RETRY_SCHEDULE needs one or more seconds, none negative."
+    )
+# Each wait varies by up to this share either way, so that retries spread out.
+ASSISTANCE_RETRY_JITTER = env.float("ASSISTANCE_RETRY_JITTER", default=0.2)
+if not 0 <= ASSISTANCE_RETRY_JITTER < 1:
+    raise ImproperlyConfigured("ASSISTANCE_RETRY_JITTER must be at least 0 and below 1.")
+# Seconds an outgoing call may take; longer counts as retryable.
+ASSISTANCE_TIMEOUT_SECONDS = env.float("ASSISTANCE_TIMEOUT_SECONDS", default=10.0)
+# A runner owns a delivery this long; the sweep takes it again after (a killed
+# worker's send). It must exceed the delivery task's hard time limit (a check).
+ASSISTANCE_LEASE = timedelta(seconds=env.float("ASSISTANCE_LEASE_SECONDS", default=60.0))
+# How long a new request waits for its task before the sweep takes it instead.
+ASSISTANCE_PENDING_GRACE = timedelta(
+    seconds=env.float("ASSISTANCE_PENDING_GRACE_SECONDS", default=2.0)
+)
+ASSISTANCE_SWEEP_INTERVAL = timedelta(
+    seconds=env.float("ASSISTANCE_SWEEP_INTERVAL_SECONDS", default=0.5)
+)
+ASSISTANCE_SWEEP_BATCH_SIZE = env.int("ASSISTANCE_SWEEP_BATCH_SIZE", default=200)
+# Sends a worker process makes at once (threads): also the size of a task's batch.
+ASSISTANCE_SEND_CONCURRENCY = max(1, env.int("ASSISTANCE_SEND_CONCURRENCY", default=16))
+ASSISTANCE_IDEMPOTENCY_TTL = timedelta(
+    hours=env.float("ASSISTANCE_IDEMPOTENCY_HOURS", default=24.0)
+)
+# Defaults of the seeded channels while their own config is empty.
+ASSISTANCE_SLACK_WEBHOOK_URL = env.str("ASSISTANCE_SLACK_WEBHOOK_URL", default="")
+# Fernet keys for channel configs at rest; empty: one derived from SECRET_KEY.
+ASSISTANCE_CONFIG_KEYS = env.list("ASSISTANCE_CONFIG_KEYS", default=[])
+# every OUTBOUND reply pushed to this URL, signed with the secret.
+REPLY_WEBHOOK_URL = env.str("REPLY_WEBHOOK_URL", default="")
+REPLY_WEBHOOK_SECRET = env.str("REPLY_WEBHOOK_SECRET", default="")
+# Django's mail: SMTP from EMAIL_URL (smtp://user:pass@host:587, submission://
+# for STARTTLS, smtps:// for TLS); without it, files under var/mail/.
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="parley@localhost")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+if env.str("EMAIL_URL", default=""):
+    vars().update(env.email_url("EMAIL_URL"))
+    _assistance_email_to_default: list[str] = []
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+    EMAIL_FILE_PATH = str(VAR_DIR / "mail")
+    _assistance_email_to_default = ["assistance@localhost"]
+EMAIL_TIMEOUT = ASSISTANCE_TIMEOUT_SECONDS
+ASSISTANCE_EMAIL_TO = env.list("ASSISTANCE_EMAIL_TO", default=_assistance_email_to_default)
+CELERY_BEAT_SCHEDULE["assistance-sweep"] = {
+    "task": "parley.assistance.tasks.sweep",
+    "schedule": ASSISTANCE_SWEEP_INTERVAL,
+    "options": {"expires": max(1.0, 4 * ASSISTANCE_SWEEP_INTERVAL.total_seconds())},
+}
+# The request's statuses get their own name in the OpenAPI schema.
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"] = {
+    **SPECTACULAR_SETTINGS.get("ENUM_NAME_OVERRIDES", {}),  # type: ignore[dict-item]
+    "AssistanceStatusEnum": "parley.assistance.models.Delivery.Status",
+}

@@ -14,8 +14,10 @@ urlpatterns = [
     path("", include("parley.conversations.urls")),
     path("", include("parley.tenants.urls")),
     path("", include("parley.intake.urls")),
+    path("", include("parley.assistance.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("swagger/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger"),
     path("admin/", admin.site.urls),
 ]
 

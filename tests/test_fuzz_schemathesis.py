@@ -223,6 +223,46 @@ def fuzz(schema: Any, label: str, mode: GenerationMode, fuzz_summary: Counter[st
     assert fuzz_summary[key] >= MAX_EXAMPLES // 2
 
 
+MANAGEMENT_TARGETS = [
+    target
+    for target in fuzz_targets(live=False)
+    if target[0].split(" ", 1)[1].startswith(("/assistance-topics/", "/assistance-channels/"))
+]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("label", "mode"), MANAGEMENT_TARGETS, ids=lambda target: getattr(target, "value", target)
+)
+@pytest.mark.usefixtures("keep_test_connection")
+def test_fuzz_management_with_the_token(
+    label: str, mode: GenerationMode, fuzz_summary: Counter[str], settings: Any
+) -> None:
+    """Topics and channels past the token check (without API_TOKEN they are all 403)."""
+    settings.API_TOKEN = "fuzz-token"
+    method, path = label.split(" ", 1)
+    operation = load_schema()[path][method]
+    checks = [*CHECKS, negative_data_rejection] if mode is GenerationMode.NEGATIVE else CHECKS
+    key = f"{label} {mode.value}+token"
+
+    @hypothesis_settings(
+        max_examples=MAX_EXAMPLES,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+    )
+    @given(case=operation.as_strategy(generation_mode=mode))
+    def run(case: schemathesis.Case) -> None:
+        fuzz_summary[key] += 1
+        case.headers["Authorization"] = "Bearer fuzz-token"
+        case.call_and_validate(checks=checks)
+
+    run()
+    # A list without parameters has one case; the others have many.
+    assert fuzz_summary[key] >= (1 if method == "GET" and "{" not in path else MAX_EXAMPLES // 2)
+
+
 # --- Below the schema: raw bytes and extreme timestamps ------------------------------
 # Schemathesis always sends well-formed UTF-8 JSON. These send what it cannot,
 # and hold the answers to the same contract.

@@ -40,6 +40,12 @@ def test_schema_covers_every_endpoint(schema: dict[str, Any]) -> None:
         "/api/util/msgs/{ispb}/{number}": {"post"},
         "/api/replies/stream/start": {"get"},
         "/api/replies/stream/{interaction_id}": {"get", "delete"},
+        "/assistance-requests/": {"post"},
+        "/assistance-requests/{request_id}/": {"get"},
+        "/assistance-topics/": {"get", "post"},
+        "/assistance-topics/{slug}/": {"get", "patch"},
+        "/assistance-channels/": {"get", "post"},
+        "/assistance-channels/{name}/": {"get", "patch"},
     }
 
 

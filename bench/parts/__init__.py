@@ -20,6 +20,7 @@ PARTS: dict[str, str] = {
     "writers": "bench.parts.writers",
     "intake": "bench.parts.intake",
     "streams": "bench.parts.streams",
+    "assistance": "bench.parts.assistance",
 }
 
 
