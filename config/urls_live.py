@@ -6,13 +6,14 @@ waiting request can never land on a gunicorn sync worker (SPEC L-1).
 
 from __future__ import annotations
 
-from django.urls import path
+from django.urls import include, path
 
 from parley.core import health
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    path("console/", include("parley.console.urls")),
 ]
 
 handler404 = "parley.core.errors.handler404"

@@ -1,0 +1,269 @@
+"""The console's reads: a page of conversations, a conversation's thread.
+
+Each runs a fixed number of queries, however many conversations, messages
+or groups there are (C-2), because the live stream runs them again after
+every change it is told of.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlencode
+from uuid import UUID
+
+from django.db.models import Count, Exists, OuterRef, Q, Subquery
+from django.db.models.functions import Substr
+from django.http import QueryDict
+
+from parley.console import registry
+from parley.conversations.models import Conversation, Message, MessageGroup
+from parley.conversations.selectors import MESSAGE_ORDER
+from parley.tenants.models import Tenant
+
+PAGE_SIZE = 50  # conversations a page (C-2)
+SNIPPET_CHARS = 120  # of the last message, in the list
+SEARCH_MAX_CHARS = 200
+TENANT_CHOICES_MAX = 500  # tenants offered by the filter; more: search by name
+# A group that still owes its reply, as the sweeper sees it.
+OWING = (MessageGroup.Status.OPEN, MessageGroup.Status.CLOSED)
+SHOWN_GROUPS = (*OWING, MessageGroup.Status.FAILED)
+
+
+# --- The list -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ListFilters:
+    """The list's filters and page, as kept in the URL (C-2)."""
+
+    status: str = ""  # "", OPEN or CLOSED
+    pending: str = ""  # "": any; "yes": owes a reply; "no": owes none
+    failed: bool = False  # only conversations with a FAILED reply
+    tenant: UUID | None = None
+    q: str = ""
+    page: int = 1
+
+    @classmethod
+    def from_query(cls, query: QueryDict) -> ListFilters:
+        """Read the URL's filters; a value that makes no sense is ignored, never an error."""
+        status = query.get("status", "")
+        pending = query.get("pending", "")
+        try:
+            tenant = UUID(query.get("tenant", "")) if query.get("tenant") else None
+        except ValueError:
+            tenant = None
+        try:
+            page = max(1, min(int(query.get("page", "1")), 100_000))
+        except ValueError:
+            page = 1
+        return cls(
+            status=status if status in Conversation.Status.values else "",
+            pending=pending if pending in ("yes", "no") else "",
+            failed=query.get("failed") in ("1", "on", "yes", "true"),
+            tenant=tenant,
+            q=" ".join(query.get("q", "").split())[:SEARCH_MAX_CHARS],
+            page=page,
+        )
+
+    def params(self, **changes: Any) -> dict[str, str]:
+        """The filters as URL parameters, without the empty ones."""
+        f = replace(self, **changes)
+        params = {
+            "status": f.status,
+            "pending": f.pending,
+            "failed": "1" if f.failed else "",
+            "tenant": str(f.tenant) if f.tenant else "",
+            "q": f.q,
+            "page": str(f.page) if f.page > 1 else "",
+        }
+        return {k: v for k, v in params.items() if v}
+
+    def query_string(self, **changes: Any) -> str:
+        return urlencode(self.params(**changes))
+
+    @property
+    def active(self) -> bool:
+        return bool(self.params(page=1))
+
+
+@dataclass(frozen=True)
+class LastMessage:
+    id: UUID
+    type: str
+    snippet: str
+    timestamp: datetime
+
+
+@dataclass
+class ConversationRow:
+    conversation: Conversation
+    inbound: int = 0
+    outbound: int = 0
+    last_message: LastMessage | None = None
+    # The earliest reply still owed: its group's status and due time.
+    pending_status: str = ""
+    pending_due: datetime | None = None
+    failed: int = 0
+
+
+@dataclass(frozen=True)
+class ConversationPage:
+    filters: ListFilters
+    rows: list[ConversationRow]
+    has_next: bool
+
+    @property
+    def has_previous(self) -> bool:
+        return self.filters.page > 1
+
+
+def _search(q: str) -> Q:
+    """Conversations a search matches: an id (conversation or message), a contact,
+    a channel, a tenant's name, or words in a message."""
+    try:
+        exact = uuid.UUID(q)
+    except ValueError:
+        exact = None
+    if exact is not None:
+        return Q(pk=exact) | Exists(Message.objects.filter(conversation=OuterRef("pk"), pk=exact))
+    return (
+        Q(id__istartswith=q)
+        | Q(contact_urn__icontains=q)
+        | Q(channel_uuid__icontains=q)
+        | Q(tenant__name__icontains=q)
+        | Exists(Message.objects.filter(conversation=OuterRef("pk"), content__icontains=q))
+    )
+
+
+def conversation_page(filters: ListFilters) -> ConversationPage:
+    """A page of conversations, newest activity first, in four queries (one if empty)."""
+    owing = MessageGroup.objects.filter(conversation=OuterRef("pk"), status__in=OWING)
+    conversations = Conversation.objects.select_related("tenant")
+    if filters.status:
+        conversations = conversations.filter(status=filters.status)
+    if filters.tenant:
+        conversations = conversations.filter(tenant_id=filters.tenant)
+    if filters.pending == "yes":
+        conversations = conversations.filter(Exists(owing))
+    elif filters.pending == "no":
+        conversations = conversations.filter(~Exists(owing))
+    if filters.failed:
+        conversations = conversations.filter(
+            Exists(
+                MessageGroup.objects.filter(
+                    conversation=OuterRef("pk"), status=MessageGroup.Status.FAILED
+                )
+            )
+        )
+    if filters.q:
+        conversations = conversations.filter(_search(filters.q))
+    last_message = Message.objects.filter(conversation=OuterRef("pk")).order_by(
+        *(f"-{name}" for name in MESSAGE_ORDER)
+    )
+    start = (filters.page - 1) * PAGE_SIZE
+    found = list(
+        conversations.annotate(last_message_id=Subquery(last_message.values("pk")[:1])).order_by(
+            "-updated_at", "-id"
+        )[start : start + PAGE_SIZE + 1]
+    )
+    has_next = len(found) > PAGE_SIZE
+    rows = {c.pk: ConversationRow(conversation=c) for c in found[:PAGE_SIZE]}
+    if rows:
+        _fill_rows(rows)
+    return ConversationPage(filters=filters, rows=list(rows.values()), has_next=has_next)
+
+
+def _fill_rows(rows: dict[UUID, ConversationRow]) -> None:
+    ids = list(rows)
+    counts = (
+        Message.objects.filter(conversation_id__in=ids)
+        .order_by()
+        .values_list("conversation_id", "type")
+        .annotate(n=Count("pk"))
+    )
+    for conversation_id, kind, n in counts:
+        if kind == Message.Type.INBOUND:
+            rows[conversation_id].inbound = n
+        else:
+            rows[conversation_id].outbound = n
+    last_ids = [r.conversation.last_message_id for r in rows.values()]  # type: ignore[attr-defined]
+    last = (
+        Message.objects.filter(pk__in=[i for i in last_ids if i])
+        .annotate(snippet=Substr("content", 1, SNIPPET_CHARS + 1))
+        .values_list("pk", "conversation_id", "type", "snippet", "timestamp")
+    )
+    for pk, conversation_id, kind, snippet, timestamp in last:
+        rows[conversation_id].last_message = LastMessage(pk, kind, snippet, timestamp)
+    groups = (
+        MessageGroup.objects.filter(conversation_id__in=ids, status__in=SHOWN_GROUPS)
+        .order_by("reply_due_at")
+        .values_list("conversation_id", "status", "reply_due_at")
+    )
+    for conversation_id, status, due in groups:
+        row = rows[conversation_id]
+        if status == MessageGroup.Status.FAILED:
+            row.failed += 1
+        elif row.pending_due is None:
+            row.pending_status, row.pending_due = status, due
+
+
+def tenant_choices() -> list[Tenant]:
+    return list(Tenant.objects.order_by("name", "id")[:TENANT_CHOICES_MAX])
+
+
+# --- A conversation ---------------------------------------------------------------------
+
+
+@dataclass
+class Thread:
+    conversation: Conversation
+    messages: list[Message]
+    # True when older messages than the first shown exist.
+    truncated: bool
+    inbound: int
+    outbound: int
+    # Groups that still owe a reply (OPEN, CLOSED) and those that failed (FAILED).
+    pending: list[MessageGroup]
+    failed: list[MessageGroup]
+    panels: list[tuple[registry.Panel, Any]] = field(default_factory=list)
+
+
+def conversation_thread(conversation_id: UUID, *, limit: int) -> Thread | None:
+    """A conversation, its latest ``limit`` messages in R-1 order and its unsettled
+    groups: four queries, plus one for each conversation panel."""
+    conversation = Conversation.objects.select_related("tenant").filter(pk=conversation_id).first()
+    if conversation is None:
+        return None
+    newest_first = list(
+        Message.objects.filter(conversation_id=conversation_id).order_by(
+            *(f"-{name}" for name in MESSAGE_ORDER)
+        )[: limit + 1]
+    )
+    counts = dict(
+        Message.objects.filter(conversation_id=conversation_id)
+        .order_by()
+        .values_list("type")
+        .annotate(n=Count("pk"))
+        .values_list("type", "n")
+    )
+    groups = list(
+        MessageGroup.objects.filter(
+            conversation_id=conversation_id, status__in=SHOWN_GROUPS
+        ).order_by("id")
+    )
+    return Thread(
+        conversation=conversation,
+        messages=newest_first[:limit][::-1],
+        truncated=len(newest_first) > limit,
+        inbound=counts.get(Message.Type.INBOUND, 0),
+        outbound=counts.get(Message.Type.OUTBOUND, 0),
+        pending=[g for g in groups if g.status in OWING],
+        failed=[g for g in groups if g.status == MessageGroup.Status.FAILED],
+        panels=[
+            (panel, panel.query(conversation_id=conversation_id))
+            for panel in registry.panels("conversation")
+        ],
+    )
