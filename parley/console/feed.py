@@ -35,6 +35,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
+from functools import partial
 
 import structlog
 from django.conf import settings
@@ -214,10 +215,12 @@ class Feed:
             # Everything up to self.seq is committed: a rendering that starts now shows it.
             running = (self.seq, asyncio.get_running_loop().create_task(db.short(render)))
             self._rendering[key] = running
-            running[1].add_done_callback(lambda task, key=key, entry=running: self._keep(key, entry))
+            running[1].add_done_callback(partial(self._keep, key, running))
         return await asyncio.shield(running[1])
 
-    def _keep(self, key: Hashable, entry: tuple[int, asyncio.Task[str]]) -> None:
+    def _keep(
+        self, key: Hashable, entry: tuple[int, asyncio.Task[str]], _: asyncio.Task[str]
+    ) -> None:
         seq, task = entry
         if self._rendering.get(key) is entry:
             del self._rendering[key]

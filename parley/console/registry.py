@@ -106,7 +106,9 @@ def unregister(name: str) -> None:
 
 
 def panels(scope: PanelScope) -> list[Panel]:
-    return sorted((p for p in _panels.values() if p.scope == scope), key=lambda p: (p.order, p.name))
+    return sorted(
+        (p for p in _panels.values() if p.scope == scope), key=lambda p: (p.order, p.name)
+    )
 
 
 def panel(name: str) -> Panel | None:

@@ -120,7 +120,7 @@ class ConversationPage:
         return self.filters.page > 1
 
 
-def _search(q: str) -> Q:
+def _search(q: str) -> Any:
     """Conversations a search matches: an id (conversation or message), a contact,
     a channel, a tenant's name, or words in a message."""
     try:

@@ -132,7 +132,9 @@ async def _page(request: HttpRequest, screen: screens.Screen | None) -> HttpResp
 @require_GET
 @secured_view
 async def conversation_list(request: HttpRequest) -> HttpResponseBase:
-    return await _page(request, screens.ConversationList(selectors.ListFilters.from_query(request.GET)))
+    return await _page(
+        request, screens.ConversationList(selectors.ListFilters.from_query(request.GET))
+    )
 
 
 @require_GET
@@ -180,9 +182,7 @@ async def session(request: HttpRequest) -> HttpResponseBase:
     return HttpResponse(status=204) if who == "staff" else refusal(who)
 
 
-def _perform(
-    request: HttpRequest, action: registry.Action, target: str
-) -> tuple[bool, bool, str]:
+def _perform(request: HttpRequest, action: registry.Action, target: str) -> tuple[bool, bool, str]:
     """(allowed, failed, what to tell the operator)."""
     if viewer(request) != "staff":
         return False, False, ""

@@ -63,9 +63,7 @@ def short_id(value: Any) -> str:
 def console_actions(scope: str, obj: Any) -> dict[str, Any]:
     """The buttons of the actions registered for ``scope`` that apply to ``obj``."""
     return {
-        "actions": [
-            (action, action.target(obj)) for action in registry.actions_for(scope, obj)
-        ]
+        "actions": [(action, action.target(obj)) for action in registry.actions_for(scope, obj)]
     }
 
 

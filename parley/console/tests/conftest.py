@@ -15,6 +15,7 @@ from parley.console.feed import Feed, feed
 from parley.conversations import services
 from parley.conversations.models import Conversation
 
+
 @pytest.fixture(autouse=True)
 def _live_urls(settings: Any) -> None:
     """The console lives in the live process: its URLs are there only."""

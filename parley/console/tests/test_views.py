@@ -1,4 +1,4 @@
-"""The console's pages through Django's test client: who gets in, what they show (C-1, C-2, C-3, C-5)."""
+"""The console's pages through Django's test client: who gets in, what they show (C-1 to C-5)."""
 
 from __future__ import annotations
 
@@ -77,7 +77,9 @@ def test_a_user_who_is_not_staff_cannot_log_in(transactional_db: Any) -> None:
     from django.contrib.auth.models import User
 
     User.objects.create_user("someone", password="secret-pass-2")
-    response = Client().post("/console/login/", {"username": "someone", "password": "secret-pass-2"})
+    response = Client().post(
+        "/console/login/", {"username": "someone", "password": "secret-pass-2"}
+    )
 
     assert response.status_code == 200
     assert "staff account" in html(response)
@@ -136,7 +138,8 @@ def test_the_list_shows_each_conversation_newest_activity_first(
     assert 'class="countdown" data-due="' in newer_row  # its group is pending
     assert str(newer.tenant) in newer_row  # the tenant
     closed_row = page[page.index(f'id="row-{closed.pk}"') :].split("</tr>")[0]
-    assert "Closed" in closed_row and "(Idle)" in closed_row
+    assert "Closed" in closed_row
+    assert "(Idle)" in closed_row
     assert "countdown" not in closed_row
     assert 'data-stream="/console/events/?view=conversations"' in page
 
@@ -201,7 +204,8 @@ def test_the_list_has_fifty_conversations_a_page(
     assert len(re.findall(r'<tr id="row-', first)) == PAGE_SIZE
     assert len(re.findall(r'<tr id="row-', second)) == 5
     assert 'href="?page=2" rel="next"' in first
-    assert 'rel="prev"' in second and 'rel="next"' not in second
+    assert 'rel="prev"' in second
+    assert 'rel="next"' not in second
 
 
 # --- C-3: a conversation -----------------------------------------------------------------------
@@ -277,7 +281,8 @@ def test_the_built_in_panels_show_tenants_and_the_latest_events(
 
     assert 'id="panel-tenants"' in tenants
     assert "<td>UTC</td>" in tenants
-    assert "message.received" in events and "conversation.opened" in events
+    assert "message.received" in events
+    assert "conversation.opened" in events
     assert 'data-stream="/console/events/?view=panel&amp;name=events"' in events
 
 
@@ -332,11 +337,14 @@ def test_closing_a_conversation_is_a_csrf_checked_post(
     assert (conversation.status, conversation.close_reason) == ("CLOSED", "manual")
     # Its pending group is answered at once (G-5), and the fact is in the outbox.
     assert MessageGroup.objects.get(conversation=conversation).status != "OPEN"
-    assert OutboxEvent.objects.filter(type="conversation.closed", subject=str(conversation.pk)).exists()
+    assert OutboxEvent.objects.filter(
+        type="conversation.closed", subject=str(conversation.pk)
+    ).exists()
 
     again = client.post(url, HTTP_X_CSRFTOKEN=token, HTTP_HX_REQUEST="true")
     assert again.status_code == 200
-    assert 'role="alert"' in html(again) and "already closed" in html(again)
+    assert 'role="alert"' in html(again)
+    assert "already closed" in html(again)
 
 
 def test_an_action_without_htmx_redirects_back_with_a_message(
@@ -366,7 +374,8 @@ def test_only_staff_may_act(other_client: Client, make_conversation: MakeConvers
         f"/console/actions/conversation_close/{conversation.pk}/", HTTP_HX_REQUEST="true"
     )
 
-    assert response.status_code == 302 and response["Location"].startswith("/console/login/")
+    assert response.status_code == 302
+    assert response["Location"].startswith("/console/login/")
     assert htmx["HX-Redirect"] == "/console/login/"
     conversation.refresh_from_db()
     assert conversation.status == "OPEN"
