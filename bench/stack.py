@@ -83,11 +83,20 @@ def free_port() -> int:
 class Stack:
     """Starts and stops gunicorn, the Celery worker and beat, as in the Procfile."""
 
-    def __init__(self, cfg: BenchConfig, logs: Path, env: dict[str, str] | None = None) -> None:
-        """``env`` overrides settings of the servers (e.g. ``WEB_CONCURRENCY``)."""
+    def __init__(
+        self,
+        cfg: BenchConfig,
+        logs: Path,
+        env: dict[str, str] | None = None,
+        *,
+        live: bool = False,
+    ) -> None:
+        """``env`` overrides settings of the servers (e.g. ``WEB_CONCURRENCY``); ``live``
+        also starts the live process (``python -m config.live``) on ``live_port``."""
         self.cfg = cfg
         self.logs = logs
         self.port = free_port()
+        self.live_port = free_port() if live else 0
         self.host = "127.0.0.1"
         self.tmp = Path(tempfile.mkdtemp(prefix="parley-bench-"))
         (self.tmp / "prometheus").mkdir()
@@ -124,11 +133,14 @@ class Stack:
             WEBHOOK_RATE_LIMIT="",
             PYTHONUNBUFFERED="1",
         )
+        if self.live_port:
+            env["LIVE_PORT"] = str(self.live_port)
         return env
 
     def commands(self) -> dict[str, list[str]]:
         py = sys.executable
-        return {
+        live = {"live": [py, "-m", "config.live"]} if self.live_port else {}
+        return live | {
             "web": [
                 py,
                 "-m",
@@ -211,20 +223,31 @@ class Stack:
             try:
                 with urllib.request.urlopen(f"{self.base_url}/readyz", timeout=3) as resp:
                     if resp.status == 200:
-                        return
+                        break
             except urllib.error.HTTPError as exc:
                 last = f"HTTP {exc.code}"
             except OSError as exc:
                 last = str(exc)
             time.sleep(0.3)
-        raise BenchError(f"gunicorn was not ready after {timeout:.0f} s ({last}).")
+        else:
+            raise BenchError(f"gunicorn was not ready after {timeout:.0f} s ({last}).")
+        while self.live_port and time.monotonic() < deadline:
+            self.check_alive()
+            with contextlib.suppress(OSError):
+                url = f"http://{self.host}:{self.live_port}/readyz"
+                with urllib.request.urlopen(url, timeout=3) as resp:
+                    if resp.status == 200:
+                        return
+            time.sleep(0.3)
+        if self.live_port:
+            raise BenchError(f"the live process was not ready after {timeout:.0f} s.")
 
     def pid(self, name: str) -> int:
         return self.procs[name].pid
 
     def stop(self) -> None:
         """SIGTERM each process group (web first), then SIGKILL what is left."""
-        for name in ("web", "scheduler", "worker"):
+        for name in ("web", "live", "scheduler", "worker"):
             proc = self.procs.get(name)
             if proc is not None and proc.poll() is None:
                 _signal_group(proc, signal.SIGTERM)

@@ -16,6 +16,7 @@ from types import ModuleType
 # name -> module; a new part is one module and one line here.
 PARTS: dict[str, str] = {
     "core": "bench.parts.core",
+    "console": "bench.parts.console",
 }
 
 

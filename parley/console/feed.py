@@ -15,6 +15,10 @@ The feed (:class:`Feed`) runs as one task while any stream is attached:
    offers the tick to every attached stream; then it sleeps
    ``CONSOLE_BATCH_SECONDS``, so that a burst of events becomes one tick, not
    hundreds (the page updates at most that often, however busy the engine).
+   It sleeps longer when the last tick's renderings took more than
+   RENDER_SHARE of that time, up to MAX_TICK_SECONDS: the console yields
+   the machine to the engine it watches, and a page still changes within a
+   second.
 4. If there were none, it waits for the bell, or ``LIVE_RECHECK_SECONDS``.
 5. With no stream attached for ``IDLE_EXIT_SECONDS`` it stops.
 
@@ -54,6 +58,10 @@ READS_PER_TICK = 10  # queries a tick may take before it is offered
 IDLE_EXIT_SECONDS = 30.0
 RENDERS_KEPT = 256  # distinct pages whose latest rendering is kept
 RETRY_SECONDS = 1.0  # after the outbox could not be read
+# Renderings may take this share of the time between two ticks; beyond it
+# the next tick waits longer, up to MAX_TICK_SECONDS.
+RENDER_SHARE = 0.1
+MAX_TICK_SECONDS = 0.8
 
 
 @dataclass(frozen=True)
@@ -116,6 +124,7 @@ class Feed:
         self._task: asyncio.Task[None] | None = None
         self._ready: asyncio.Event | None = None
         self._renders: OrderedDict[Hashable, tuple[int, str]] = OrderedDict()
+        self.render_seconds = 0.0  # spent rendering, in all (the thread time of each)
         self._rendering: dict[Hashable, tuple[int, asyncio.Task[str]]] = {}
 
     @property
@@ -192,9 +201,16 @@ class Feed:
             self.seq += 1
             self.position = position
             tick = Tick(self.seq, position, changes)
+            rendered_before = self.render_seconds
+            started = time.monotonic()
             for subscription in list(self._subscriptions):
                 subscription.offer(tick)
             await asyncio.sleep(settings.CONSOLE_BATCH_SECONDS)
+            # The streams have rendered this tick's pages by now (or are at it).
+            spent = self.render_seconds - rendered_before
+            wait = min(spent / RENDER_SHARE, MAX_TICK_SECONDS) - (time.monotonic() - started)
+            if wait > 0:
+                await asyncio.sleep(wait)
         else:
             await waiter.wait(bell.recheck_seconds)
 
@@ -213,10 +229,19 @@ class Feed:
         running = self._rendering.get(key)
         if running is None or running[0] < seq:
             # Everything up to self.seq is committed: a rendering that starts now shows it.
-            running = (self.seq, asyncio.get_running_loop().create_task(db.short(render)))
+            task = asyncio.get_running_loop().create_task(db.short(self._timed, render))
+            running = (self.seq, task)
             self._rendering[key] = running
             running[1].add_done_callback(partial(self._keep, key, running))
         return await asyncio.shield(running[1])
+
+    def _timed(self, render: Callable[[], str]) -> str:
+        started = time.perf_counter()
+        try:
+            return render()
+        finally:
+            # From a worker thread: a float's += may lose a sample to a race, no more.
+            self.render_seconds += time.perf_counter() - started
 
     def _keep(
         self, key: Hashable, entry: tuple[int, asyncio.Task[str]], _: asyncio.Task[str]
