@@ -159,11 +159,13 @@ class Streams:
         if line != "ready":
             self.process.kill()
             raise BenchError("the console streams did not all open; see console-streams.log")
+        self.opened = time.monotonic()
 
     def stop(self) -> list[dict[str, Any]]:
         self.process.send_signal(signal.SIGTERM)
         self.process.wait(timeout=30)
-        return list(json.loads(self.out.read_text()))
+        seconds = time.monotonic() - self.opened
+        return [{**got, "seconds": seconds} for got in json.loads(self.out.read_text())]
 
 
 def run(cfg: config.BenchConfig, logs: Path) -> dict[str, Any]:
@@ -261,10 +263,8 @@ def _measure(
     p99_without = report.median([r["p99_ms"] for r in without])
     p99_with = report.median([r["p99_ms"] for r in with_streams])
     ratio = p99_with / p99_without if p99_without else float("nan")
-    seconds = cfg.half_load_seconds + cfg.window_s + 1.0
     patches = [r["patches"] for r in received]
     refused = [r for r in received if r["status"] != 200 or r["error"]]
-    live_cpu = report.median([r["cpu_pct"].get("live", 0.0) for r in with_streams])
     return {
         "streams": len(paths),
         "rounds": cfg.rounds,
@@ -276,12 +276,16 @@ def _measure(
         "half_load_p50_ms_with": report.rnd(report.median([r["p50_ms"] for r in with_streams]), 2),
         "errors_without": sum(r["errors"] for r in without),
         "errors_with": sum(r["errors"] for r in with_streams),
-        "live_cpu_pct_with": live_cpu,
-        "live_cpu_pct_without": report.median([r["cpu_pct"].get("live", 0.0) for r in without]),
-        "web_cpu_pct_with": report.median([r["cpu_pct"].get("web", 0.0) for r in with_streams]),
-        "web_cpu_pct_without": report.median([r["cpu_pct"].get("web", 0.0) for r in without]),
+        "live_cpu_pct_with": cpu(with_streams, "live"),
+        "live_cpu_pct_without": cpu(without, "live"),
+        "web_cpu_pct_with": cpu(with_streams, "web"),
+        "web_cpu_pct_without": cpu(without, "web"),
+        "postgres_cpu_pct_with": cpu(with_streams, "postgres"),
+        "postgres_cpu_pct_without": cpu(without, "postgres"),
         "live_rss_mb": [round(x, 1) for x in live_rss],
-        "patches_per_stream_per_s": report.rnd(report.median(patches) / seconds, 2),
+        "patches_per_stream_per_s": report.rnd(
+            report.median([r["patches"] / r["seconds"] for r in received]), 2
+        ),
         "patch_mb_per_stream": report.rnd(
             report.median([r["bytes"] for r in received]) / 1024 / 1024, 2
         ),
@@ -294,6 +298,11 @@ def _measure(
         },
         "runs": {"without": without, "with": with_streams},
     }
+
+
+def cpu(runs: list[dict[str, Any]], group: str) -> float | None:
+    """The median share of a core a group of processes used in these runs."""
+    return report.rnd(report.median([r["cpu_pct"].get(group, 0.0) for r in runs]), 1)
 
 
 def table(result: dict[str, Any]) -> str:
@@ -312,8 +321,9 @@ def table(result: dict[str, Any]) -> str:
         f"{result['errors_with']}",
         f"live process CPU with streams: {result['live_cpu_pct_with']} % of a core "
         f"(without: {result['live_cpu_pct_without']} %); RSS {result['live_rss_mb']} MB",
-        f"web CPU without / with: {result['web_cpu_pct_without']} / "
-        f"{result['web_cpu_pct_with']} % of a core",
+        f"CPU without / with, % of a core: web {result['web_cpu_pct_without']} / "
+        f"{result['web_cpu_pct_with']}, PostgreSQL (all of the machine's) "
+        f"{result['postgres_cpu_pct_without']} / {result['postgres_cpu_pct_with']}",
         f"per stream: {result['patches_per_stream_per_s']} patches/s, "
         f"{result['patch_mb_per_stream']} MB in a run; first event within "
         f"{result['first_event_s_max']} s; every stream patched  "
