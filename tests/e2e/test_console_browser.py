@@ -37,7 +37,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True), pytest.m
 
 if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
     if os.environ.get("PARLEY_REQUIRE_SERVICES"):
-        raise RuntimeError("The browser tests need Debian's chromium and chromium-driver (.ci/run).")
+        raise RuntimeError(
+            "The browser tests need Debian's chromium and chromium-driver (.ci/run)."
+        )
     pytest.skip("Debian's chromium and chromium-driver are not installed", allow_module_level=True)
 
 from selenium import webdriver  # noqa: E402
@@ -99,11 +101,19 @@ class Browser:
         return int(self.js("return document.querySelectorAll(arguments[0]).length", css))
 
     def text(self, css: str) -> str:
-        return str(self.js("const e = document.querySelector(arguments[0]); return e ? e.textContent : ''", css))
+        return str(
+            self.js(
+                "const e = document.querySelector(arguments[0]); return e ? e.textContent : ''", css
+            )
+        )
 
     @property
     def link(self) -> str:
-        return str(self.js("const e = document.getElementById('link-state'); return e ? e.dataset.state : ''"))
+        return str(
+            self.js(
+                "const e = document.getElementById('link-state'); return e ? e.dataset.state : ''"
+            )
+        )
 
     def wait_live(self, timeout: float = 15.0) -> None:
         self.wait(lambda: self.link == "live", timeout, "the stream to connect")
@@ -213,7 +223,7 @@ def test_the_console_wants_the_login_of_a_staff_user(chromium: Browser, staff: U
     assert "log in" in browser.text("#link-state")
 
 
-# --- C-2, C-4 ---------------------------------------------------------------------------------------
+# --- C-2, C-4 ---------------------------------------------------------------------------------
 
 
 def test_a_new_conversation_and_its_messages_appear_without_a_reload_within_a_second(
@@ -243,7 +253,7 @@ def test_a_new_conversation_and_its_messages_appear_without_a_reload_within_a_se
     assert browser.count(f"#row-{conversation_id} .countdown") == 1
 
 
-# --- C-3 --------------------------------------------------------------------------------------------
+# --- C-3 --------------------------------------------------------------------------------------
 
 
 def test_a_countdown_falls_in_real_time_extends_on_a_message_and_gives_way_to_the_reply_once(
@@ -301,7 +311,7 @@ def test_countdowns_run_on_the_server_clock_when_the_browser_clock_is_an_hour_of
         )
 
 
-# --- C-6: keys ----------------------------------------------------------------------------------------
+# --- C-6: keys --------------------------------------------------------------------------------
 
 
 def test_j_and_k_move_through_the_list_and_enter_opens_a_conversation(
@@ -327,13 +337,13 @@ def test_j_and_k_move_through_the_list_and_enter_opens_a_conversation(
     browser.wait_live()
 
 
-# --- C-5 --------------------------------------------------------------------------------------------
+# --- C-5 --------------------------------------------------------------------------------------
 
 
 HOSTILE = [
     "<script>window.__pwned = 'script'</script>",
-    '<img src=x onerror="window.__pwned = \'onerror\'">',
-    '<a href="javascript:window.__pwned = \'link\'">click me</a>',
+    "<img src=x onerror=\"window.__pwned = 'onerror'\">",
+    "<a href=\"javascript:window.__pwned = 'link'\">click me</a>",
     "framing\r\n\r\nevent: patch\r\ndata: <img src=x onerror=\"window.__pwned='framed'\">\r\n\r\n",
     '<button hx-get="/console/session/" hx-trigger="load" hx-target="body">htmx</button>',
 ]
@@ -366,7 +376,7 @@ def test_hostile_message_content_shows_as_text_and_the_next_event_still_applies(
     assert browser.js("return window.__pwned === undefined")
 
 
-# --- actions -----------------------------------------------------------------------------------------
+# --- actions ----------------------------------------------------------------------------------
 
 
 def test_closing_a_conversation_from_its_page(browser: Browser, stack: Stack) -> None:
@@ -388,7 +398,7 @@ def test_closing_a_conversation_from_its_page(browser: Browser, stack: Stack) ->
     browser.wait(lambda: browser.count("li[data-type=OUTBOUND]") == 1, 10, "the reply")
 
 
-# --- C-4: a restart ----------------------------------------------------------------------------------
+# --- C-4: a restart ---------------------------------------------------------------------------
 
 
 def test_the_page_recovers_from_a_restart_of_the_live_process_with_the_missed_events_once(
@@ -420,7 +430,7 @@ def test_the_page_recovers_from_a_restart_of_the_live_process_with_the_missed_ev
     assert browser.marked()  # recovered by the stream, not by a reload
 
 
-# --- C-6: accessibility, and the README's screenshots ----------------------------------------------------
+# --- C-6: accessibility, and the README's screenshots -----------------------------------------
 
 
 def showcase(stack: Stack) -> tuple[str, str]:
@@ -504,7 +514,10 @@ def test_screenshots_of_the_list_and_a_thread(
                 "Emulation.setEmulatedMedia",
                 {"features": [{"name": "prefers-color-scheme", "value": scheme}]},
             )
-            for name, path in (("list", "/console/"), ("thread", f"/console/conversations/{rich}/")):
+            for name, path in (
+                ("list", "/console/"),
+                ("thread", f"/console/conversations/{rich}/"),
+            ):
                 browser.open(path)
                 browser.wait_live()
                 browser.js("document.activeElement.blur()")
