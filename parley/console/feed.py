@@ -15,11 +15,11 @@ The feed (:class:`Feed`) runs as one task while any stream is attached:
    offers the tick to every attached stream; then it sleeps
    ``CONSOLE_BATCH_SECONDS``, so that a burst of events becomes one tick, not
    hundreds (the page updates at most that often, however busy the engine).
-   It sleeps longer when the last tick's renderings took more than
-   RENDER_SHARE of that time, up to MAX_TICK_SECONDS: the console yields
-   the machine to the engine it watches, and a page still changes within a
-   second.
 4. If there were none, it waits for the bell, or ``LIVE_RECHECK_SECONDS``.
+   A ring that finds nothing means the new rows are not readable yet: an
+   older transaction is still running (the outbox reads in commit order).
+   Such transactions last milliseconds, so it looks again after 50 ms,
+   then 100, 200... up to the re-check, rather than a whole re-check later.
 5. With no stream attached for ``IDLE_EXIT_SECONDS`` it stops.
 
 A stream that is slow to take its ticks does not hold the feed up: its
@@ -58,10 +58,7 @@ READS_PER_TICK = 10  # queries a tick may take before it is offered
 IDLE_EXIT_SECONDS = 30.0
 RENDERS_KEPT = 256  # distinct pages whose latest rendering is kept
 RETRY_SECONDS = 1.0  # after the outbox could not be read
-# Renderings may take this share of the time between two ticks; beyond it
-# the next tick waits longer, up to MAX_TICK_SECONDS.
-RENDER_SHARE = 0.1
-MAX_TICK_SECONDS = 0.8
+HIDDEN_FIRST_SECONDS = 0.05  # the first look again after a ring that found nothing
 
 
 @dataclass(frozen=True)
@@ -124,7 +121,8 @@ class Feed:
         self._task: asyncio.Task[None] | None = None
         self._ready: asyncio.Event | None = None
         self._renders: OrderedDict[Hashable, tuple[int, str]] = OrderedDict()
-        self.render_seconds = 0.0  # spent rendering, in all (the thread time of each)
+        # After a ring that found nothing: how soon to look again (None: wait for the bell).
+        self._hidden: float | None = None
         self._rendering: dict[Hashable, tuple[int, asyncio.Task[str]]] = {}
 
     @property
@@ -198,21 +196,23 @@ class Feed:
             await asyncio.sleep(RETRY_SECONDS)
             return
         if count:
+            self._hidden = None
             self.seq += 1
             self.position = position
             tick = Tick(self.seq, position, changes)
-            rendered_before = self.render_seconds
-            started = time.monotonic()
             for subscription in list(self._subscriptions):
                 subscription.offer(tick)
             await asyncio.sleep(settings.CONSOLE_BATCH_SECONDS)
-            # The streams have rendered this tick's pages by now (or are at it).
-            spent = self.render_seconds - rendered_before
-            wait = min(spent / RENDER_SHARE, MAX_TICK_SECONDS) - (time.monotonic() - started)
-            if wait > 0:
-                await asyncio.sleep(wait)
         else:
-            await waiter.wait(bell.recheck_seconds)
+            recheck = bell.recheck_seconds
+            if self._hidden is not None:
+                wait, self._hidden = self._hidden, self._hidden * 2
+                if self._hidden > recheck:
+                    self._hidden = None
+            else:
+                wait = recheck
+            if await waiter.wait(min(wait, recheck)):
+                self._hidden = HIDDEN_FIRST_SECONDS
 
     async def render(self, key: Hashable, seq: int, render: Callable[[], str]) -> str:
         """``render()``'s result for the page ``key``, as of tick ``seq`` or later.
@@ -229,19 +229,11 @@ class Feed:
         running = self._rendering.get(key)
         if running is None or running[0] < seq:
             # Everything up to self.seq is committed: a rendering that starts now shows it.
-            task = asyncio.get_running_loop().create_task(db.short(self._timed, render))
+            task = asyncio.get_running_loop().create_task(db.short(render))
             running = (self.seq, task)
             self._rendering[key] = running
             running[1].add_done_callback(partial(self._keep, key, running))
         return await asyncio.shield(running[1])
-
-    def _timed(self, render: Callable[[], str]) -> str:
-        started = time.perf_counter()
-        try:
-            return render()
-        finally:
-            # From a worker thread: a float's += may lose a sample to a race, no more.
-            self.render_seconds += time.perf_counter() - started
 
     def _keep(
         self, key: Hashable, entry: tuple[int, asyncio.Task[str]], _: asyncio.Task[str]

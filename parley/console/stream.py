@@ -112,19 +112,23 @@ async def _follow(
     changes = NOTHING
     if after is not None and after < position:
         changes = await db.short(replay, after, position)
+    # The ids sent never go back past what the page already shows.
+    floor = after or selectors.START
     if screen.affected_by(changes):
-        yield _patch(await feed.render(screen.key, seq, screen.render_fragments), position)
+        html = await feed.render(screen.key, seq, screen.render_fragments)
+        yield _patch(html, max(position, floor))
     else:
-        yield _heartbeat(position)
+        yield _heartbeat(max(position, floor))
     while (left := started + lifetime - time.monotonic()) > 0:
         if await subscription.wait(min(left, last_sent + heartbeat - time.monotonic())):
             seq, position, changes = subscription.take()
             if screen.affected_by(changes):
-                yield _patch(await feed.render(screen.key, seq, screen.render_fragments), position)
+                html = await feed.render(screen.key, seq, screen.render_fragments)
+                yield _patch(html, max(position, floor))
                 last_sent = time.monotonic()
                 continue
         if time.monotonic() - last_sent >= heartbeat:
-            yield _heartbeat(position)
+            yield _heartbeat(max(position, floor))
             last_sent = time.monotonic()
 
 

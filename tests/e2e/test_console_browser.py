@@ -45,6 +45,7 @@ if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
 from selenium import webdriver  # noqa: E402
 from selenium.common.exceptions import TimeoutException  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
@@ -321,18 +322,22 @@ def test_j_and_k_move_through_the_list_and_enter_opens_a_conversation(
     newer = open_conversation(stack)
     browser.open("/console/")
     browser.wait(lambda: browser.count(f"#row-{newer}") == 1)
-    body = browser.driver.find_element(By.TAG_NAME, "body")
+    browser.wait_live()
 
     def focused() -> str:
         return str(browser.js("return document.activeElement.closest('tr')?.id || ''"))
 
-    body.send_keys("j")
+    def press(key: str) -> None:
+        # To whatever has the focus, as a person's keyboard does.
+        ActionChains(browser.driver).send_keys(key).perform()
+
+    press("j")
     assert focused() == f"row-{newer}"
-    browser.driver.switch_to.active_element.send_keys("j")
+    press("j")
     assert focused() == f"row-{older}"
-    browser.driver.switch_to.active_element.send_keys("k")
+    press("k")
     assert focused() == f"row-{newer}"
-    browser.driver.switch_to.active_element.send_keys(Keys.ENTER)
+    press(Keys.ENTER)
     browser.wait(lambda: browser.driver.current_url.endswith(f"/console/conversations/{newer}/"))
     browser.wait_live()
 

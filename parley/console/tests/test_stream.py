@@ -158,39 +158,43 @@ def test_a_page_behind_gets_what_it_missed_in_one_patch_from_last_event_id(
         conversation_id = await open_conversation()
         await say(conversation_id, "said while the page was away")
         # The browser's own reconnection sends Last-Event-ID; it wins over ?after.
+        # (Were ?after used, nothing would come: the events are older than it.)
         headers = {**cookie(staff_client), "Last-Event-ID": seen}
         async with Stream(
             f"/console/events/?view=conversations&after={await position()}", headers
         ) as s:
-            first = await s.next_event()
-            return first.event, first.data, first.id or ""
+            # The first event, unless the rows were still behind a transaction
+            # running elsewhere when the stream started: then the feed's next tick.
+            while (event := await s.next_event()).event != "patch":
+                pass
+            return event.event, event.data, event.id or ""
 
     kind, data, event_id = run(scenario)
     assert kind == "patch"
     assert "said while the page was away" in data
     assert data.startswith('<div data-now="')
-    assert selectors.decode(event_id) >= (0, 0)
+    assert selectors.decode(event_id) > selectors.decode(selectors.encode((0, 0)))
 
 
-def test_a_page_that_is_up_to_date_gets_a_heartbeat_then_each_change_as_it_happens(
+def test_a_page_that_is_up_to_date_gets_each_change_as_it_happens(
     staff_client: Client,
 ) -> None:
-    async def scenario() -> tuple[str, float, str, str, str]:
+    async def scenario() -> tuple[str, float, str]:
         conversation_id = await open_conversation()
         url = f"/console/events/?view=conversation&id={conversation_id}&after={await position()}"
         async with Stream(url, cookie(staff_client)) as s:
+            # A heartbeat; or a patch, when the opening committed beside another
+            # transaction still running: the page's position may overlap the stream's.
             hello = await s.next_event()
             started = time.monotonic()
             await say(conversation_id, "hello, live")
-            patch = await s.next_event(timeout=5)
-            took = time.monotonic() - started
-            return hello.event, took, patch.event, patch.data, patch.id or ""
+            while "hello, live" not in (patch := await s.next_event(timeout=5)).data:
+                pass
+            return hello.event, time.monotonic() - started, patch.data
 
-    hello, took, kind, data, _event_id = run(scenario)
-    assert hello == "heartbeat"
-    assert kind == "patch"
-    assert took < 1.0  # C-4: within a second
-    assert "hello, live" in data
+    hello, took, data = run(scenario)
+    assert hello in ("heartbeat", "patch")
+    assert took < 1.0, f"took {took:.2f} s"  # C-4: within a second
     assert 'id="conversation-meta"' in data
     assert 'id="conversation-thread"' in data
     assert 'class="countdown" data-due="' in data
@@ -301,6 +305,7 @@ def test_streams_of_one_page_share_one_rendering(
         async with Stream(url, cookie(staff_client)) as a, Stream(url, cookie(staff_client)) as b:
             await a.next_event()
             await b.next_event()
+            renders.clear()  # the first events may have been rendered too (an overlap)
             conversation_id = await open_conversation()
             got = [await a.next_event(), await b.next_event()]
             return [[e.event, e.data] for e in got] + [[str(conversation_id), ""]]
