@@ -28,6 +28,7 @@ run: migrate
 	@rm -rf var/prometheus && mkdir -p var/prometheus
 	@echo "Parley: web (API, admin, docs) on http://localhost:$(PORT)/"
 	@echo "        live (long polls, event streams) on http://localhost:$(LIVE_PORT)/"
+	@echo "        operator console on http://localhost:$(LIVE_PORT)/console/ (staff users: manage.py createsuperuser)"
 	PROMETHEUS_MULTIPROC_DIR=$(CURDIR)/var/prometheus PATH=$(CURDIR)/$(BIN):$$PATH \
 		$(BIN)/honcho start --procfile Procfile
 

@@ -20,6 +20,8 @@ from parley.conversations.models import Conversation
 def _live_urls(settings: Any) -> None:
     """The console lives in the live process: its URLs are there only."""
     settings.ROOT_URLCONF = "config.urls_live"
+    # A second of key stretching per test user buys these tests nothing.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture(autouse=True)
