@@ -30,6 +30,8 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 AXE = Path(__file__).parent / "axe" / "axe.min.js"
 WINDOW_SECONDS = 3.0
+# How long a reply may take to be written and shown, on a loaded machine (a bound, not a target).
+REPLY_WAIT_SECONDS = WINDOW_SECONDS + 20
 PASSWORD = "console-e2e-password"
 
 # Committed data (the processes must see it), flushed after each test.
@@ -280,7 +282,7 @@ def test_a_countdown_falls_in_real_time_extends_on_a_message_and_gives_way_to_th
 
     browser.wait(
         lambda: browser.count("li[data-type=OUTBOUND]") == 1 and browser.count(".group") == 0,
-        WINDOW_SECONDS + 6,
+        REPLY_WAIT_SECONDS,
         "the reply",
     )
     time.sleep(1.0)  # a later patch must not bring the card back or add a second reply
@@ -400,7 +402,9 @@ def test_closing_a_conversation_from_its_page(browser: Browser, stack: Stack) ->
     conversation = Conversation.objects.get(pk=conversation_id)
     assert (conversation.status, conversation.close_reason) == ("CLOSED", "manual")
     # G-5: the pending group is answered at once.
-    browser.wait(lambda: browser.count("li[data-type=OUTBOUND]") == 1, 10, "the reply")
+    browser.wait(
+        lambda: browser.count("li[data-type=OUTBOUND]") == 1, REPLY_WAIT_SECONDS, "the reply"
+    )
 
 
 # --- C-4: a restart ---------------------------------------------------------------------------
@@ -426,7 +430,7 @@ def test_the_page_recovers_from_a_restart_of_the_live_process_with_the_missed_ev
     assert browser.count(f"#msg-{before}") == 1
     browser.wait(
         lambda: browser.count("li[data-type=OUTBOUND]") == 1 and browser.count(".group") == 0,
-        WINDOW_SECONDS + 8,
+        REPLY_WAIT_SECONDS,
         "the reply",
     )
     time.sleep(1.0)
@@ -451,7 +455,7 @@ def showcase(stack: Stack) -> tuple[str, str]:
     say(stack, closed, "How do I block my card?")
     failed = open_conversation(stack, blue.pk)
     say(stack, failed, "Can I change the due date of my invoice?")
-    stack.settle(timeout=WINDOW_SECONDS + 10, conversation_ids=[rich, closed])
+    stack.settle(timeout=REPLY_WAIT_SECONDS, conversation_ids=[rich, closed])
     say(stack, rich, "Also: are pets allowed?")
     Conversation.objects.filter(pk=closed).update(
         status="CLOSED", close_reason="idle", closed_at=timezone.now(), csat=5, nps=9
