@@ -196,7 +196,7 @@ INSTALLED_APPS += ["template_partials", "parley.console"]
 CONSOLE_HEARTBEAT_SECONDS = env.float("CONSOLE_HEARTBEAT_SECONDS", default=15.0)
 # A page is updated at most this often, however many events arrive: a burst
 # becomes one update (the live process reads the outbox once per batch).
-CONSOLE_BATCH_SECONDS = env.float("CONSOLE_BATCH_SECONDS", default=0.3)
+CONSOLE_BATCH_SECONDS = env.float("CONSOLE_BATCH_SECONDS", default=0.5)
 # A stream ends after this long and the browser reconnects at once (replaying
 # from its last event): so a session that ended stops receiving within it.
 CONSOLE_STREAM_MAX_SECONDS = env.float("CONSOLE_STREAM_MAX_SECONDS", default=300.0)

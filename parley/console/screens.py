@@ -93,8 +93,7 @@ def rows(page: selectors.ConversationPage, now: datetime) -> list[Row]:
     href = reverse("console:conversation", args=[nil])
     found = []
     for row in page.rows:
-        last = row.last_message
-        snippet = last.snippet if last else ""
+        snippet = row.last_snippet
         if len(snippet) > SNIPPET_SHOWN:
             snippet = snippet[: SNIPPET_SHOWN - 1] + "…"
         due = row.pending_due
@@ -107,7 +106,7 @@ def rows(page: selectors.ConversationPage, now: datetime) -> list[Row]:
                 status=row.status,
                 status_label=Conversation.Status(row.status).label,
                 reason=Conversation.CloseReason(row.close_reason).label if row.close_reason else "",
-                direction=("in" if last.type == "INBOUND" else "out") if last else "",
+                direction={"INBOUND": "in", "OUTBOUND": "out"}.get(row.last_type, ""),
                 snippet=snippet,
                 counts=f"{row.inbound} / {row.outbound}",
                 pending=row.pending_status,
