@@ -34,7 +34,7 @@ from urllib.parse import urlencode
 import psutil
 
 from bench import audit, config, monitor, report
-from bench.common import Phases, command, git_commit, log, machine
+from bench.common import Phases, log, run_record
 from bench.loadgen import run_closed_loop
 from bench.parts.core import canary, conversation_factory, half_load, webhook_factory
 from bench.stack import BenchError, Stack, reset_database
@@ -188,13 +188,7 @@ def run(cfg: config.BenchConfig, logs: Path) -> dict[str, Any]:
             result = _measure(cfg, stack, conn, password, Phases(origin))
         finally:
             conn.close()
-    result |= {
-        "machine": machine(),
-        "git_commit": git_commit(),
-        "command": command(),
-        "started_at": started.isoformat(timespec="seconds"),
-        "duration_s": round(time.time() - origin, 1),
-    }
+    result |= run_record(started, origin)
     report.write_json(cfg.results / "console.json", result)
     log(f"wrote {cfg.results / 'console.json'}")
     return result

@@ -12,8 +12,7 @@ from django.test import Client
 
 from parley.console import registry
 from parley.console.tests.conftest import MakeConversation
-from parley.console.tests.sse import Stream
-from parley.console.tests.test_stream import cookie, open_conversation, position, run
+from parley.console.tests.test_stream import panel_patch_when_a_conversation_opens
 from parley.conversations.models import MessageGroup
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -95,15 +94,10 @@ def test_a_page_panel_gets_a_page_a_link_and_its_actions(staff_client: Client) -
 def test_a_page_panel_is_streamed_when_an_event_it_watches_is_written(
     staff_client: Client,
 ) -> None:
-    async def scenario() -> str:
-        url = f"/console/events/?view=panel&name=t-collectors&after={await position()}"
-        async with Stream(url, cookie(staff_client)) as s:
-            await s.next_event()
-            collectors["87654321"] = 1
-            await open_conversation()
-            return (await s.next_event()).data
+    collectors["87654321"] = 1  # read when the panel renders again, after the event
 
-    data = run(scenario)
+    data = panel_patch_when_a_conversation_opens(staff_client, "t-collectors")
+
     assert 'id="panel-t-collectors"' in data
     assert "87654321: 1 open" in data
 

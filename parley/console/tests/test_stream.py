@@ -224,7 +224,10 @@ def test_a_thread_is_patched_only_for_its_own_conversation(staff_client: Client)
         mine, other = await open_conversation(), await open_conversation()
         url = f"/console/events/?view=conversation&id={mine}&after={await position()}"
         async with Stream(url, cookie(staff_client)) as s:
-            await s.next_event()
+            # Caught up: the events before this one (in commit order) came with it or before.
+            await say(mine, "warming up")
+            while "warming up" not in (await s.next_event()).data:
+                pass
             await say(other, "not for this page")
             quiet = [e for e in await s.events_for(1.0) if e.event == "patch"]
             await say(mine, "for this page")
@@ -238,17 +241,24 @@ def test_a_thread_is_patched_only_for_its_own_conversation(staff_client: Client)
     assert "not for this page" not in data
 
 
-def test_a_panel_is_patched_for_the_events_it_watches(staff_client: Client) -> None:
+def panel_patch_when_a_conversation_opens(client: Client, panel: str) -> str:
+    """The patch a panel's stream sends when a conversation opens (conversation.opened)."""
+
     async def scenario() -> str:
-        async with Stream(
-            f"/console/events/?view=panel&name=events&after={await position()}",
-            cookie(staff_client),
-        ) as s:
+        url = f"/console/events/?view=panel&name={panel}&after={await position()}"
+        async with Stream(url, cookie(client)) as s:
             await s.next_event()
             await open_conversation()
-            return (await s.next_event()).data
+            while (event := await s.next_event()).event != "patch":
+                pass
+            return event.data
 
-    data = run(scenario)
+    return run(scenario)
+
+
+def test_a_panel_is_patched_for_the_events_it_watches(staff_client: Client) -> None:
+    data = panel_patch_when_a_conversation_opens(staff_client, "events")
+
     assert 'id="panel-events"' in data
     assert "conversation.opened" in data
 
