@@ -200,6 +200,11 @@ CONSOLE_BATCH_SECONDS = env.float("CONSOLE_BATCH_SECONDS", default=0.5)
 # A stream ends after this long and the browser reconnects at once (replaying
 # from its last event): so a session that ended stops receiving within it.
 CONSOLE_STREAM_MAX_SECONDS = env.float("CONSOLE_STREAM_MAX_SECONDS", default=300.0)
+# True: the console's feed also wakes on the outbox's NOTIFY, within milliseconds
+# of a commit; but then every outbox write notifies while a console is open,
+# which serialises commits (README, "How it stays live"). False: it polls the
+# outbox four times a second.
+CONSOLE_WAKE_ON_NOTIFY = env.bool("CONSOLE_WAKE_ON_NOTIFY", default=False)
 # The latest messages a thread shows (older ones: the read API, the admin).
 CONSOLE_THREAD_MESSAGES = env.int("CONSOLE_THREAD_MESSAGES", default=500)
 if not 0 < CONSOLE_BATCH_SECONDS <= 0.5:

@@ -6,21 +6,28 @@ all the streams that show it.
 
 The feed (:class:`Feed`) runs as one task while any stream is attached:
 
-1. It subscribes to the outbox's bell *before* it takes its first position,
-   so a commit between the two still wakes it (``parley.live.bell``).
+1. It takes its first position (with ``CONSOLE_WAKE_ON_NOTIFY``, after
+   subscribing to the outbox's bell, so that a commit between the two still
+   wakes it: ``parley.live.bell``).
 2. It reads the events after its position, in commit order, in a short sync
-   function that holds a connection only while it reads (``db.short``).
+   function that holds a connection only while it reads (``db.background``).
 3. If there were any, it makes them one *tick*: a sequence number, the
    position it has read up to, and what changed (``changes.Changes``), and
    offers the tick to every attached stream; then it sleeps
    ``CONSOLE_BATCH_SECONDS``, so that a burst of events becomes one tick, not
    hundreds (the page updates at most that often, however busy the engine).
-4. If there were none, it waits for the bell, or ``LIVE_RECHECK_SECONDS``.
-   A ring that finds nothing means the new rows are not readable yet: an
-   older transaction is still running (the outbox reads in commit order).
-   Such transactions last milliseconds, so it looks again after 50 ms,
-   then 100, 200... up to the re-check, rather than a whole re-check later.
+4. If there were none, it looks again POLL_SECONDS later (or when the bell
+   rings, with ``CONSOLE_WAKE_ON_NOTIFY``; a ring that finds nothing means
+   the rows wait behind an older transaction still running, so it looks
+   again after 50 ms, then 100, 200..., not a whole re-check later).
 5. With no stream attached for ``IDLE_EXIT_SECONDS`` it stops.
+
+Why it polls by default: while anyone listens on the outbox's channel, every
+outbox write (every webhook) sends a NOTIFY, and PostgreSQL serialises the
+commits of notifying transactions. With 20 consoles open on the bell, the
+webhook half-load p99 of ``make bench`` went from 16 to 650 ms; polling four
+times a second costs one indexed read each time and keeps changes well
+within C-4's second.
 
 A stream that is slow to take its ticks does not hold the feed up: its
 :class:`Subscription` merges the ticks it has not taken into one.
@@ -37,7 +44,7 @@ import asyncio
 import contextlib
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import AsyncIterator, Callable, Hashable
 from dataclasses import dataclass
 from functools import partial
 
@@ -58,6 +65,7 @@ READS_PER_TICK = 10  # queries a tick may take before it is offered
 IDLE_EXIT_SECONDS = 30.0
 RENDERS_KEPT = 256  # distinct pages whose latest rendering is kept
 RETRY_SECONDS = 1.0  # after the outbox could not be read
+POLL_SECONDS = 0.25  # between two looks at a quiet outbox
 HIDDEN_FIRST_SECONDS = 0.05  # the first look again after a ring that found nothing
 
 
@@ -162,11 +170,12 @@ class Feed:
                 await task
 
     async def _run(self, ready: asyncio.Event) -> None:
+        wake = bell.subscribe(OUTBOX_CHANNEL) if settings.CONSOLE_WAKE_ON_NOTIFY else _no_bell()
         try:
-            async with bell.subscribe(OUTBOX_CHANNEL) as waiter:
+            async with wake as waiter:
                 while True:
                     try:
-                        self.position = await db.short(selectors.current_position)
+                        self.position = await db.background(selectors.current_position)
                         break
                     except Exception as exc:
                         log.warning("console_feed_unreadable", error=str(exc))
@@ -190,7 +199,7 @@ class Feed:
 
     async def _tick(self, waiter: Waiter) -> None:
         try:
-            position, changes, count = await db.short(read_ticks, self.position)
+            position, changes, count = await db.background(read_ticks, self.position)
         except Exception as exc:  # the database restarting: streams keep their heartbeats
             log.warning("console_feed_unreadable", error=str(exc))
             await asyncio.sleep(RETRY_SECONDS)
@@ -204,7 +213,7 @@ class Feed:
                 subscription.offer(tick)
             await asyncio.sleep(settings.CONSOLE_BATCH_SECONDS)
         else:
-            recheck = bell.recheck_seconds
+            recheck = min(bell.recheck_seconds, POLL_SECONDS)
             if self._hidden is not None:
                 wait, self._hidden = self._hidden, self._hidden * 2
                 if self._hidden > recheck:
@@ -229,7 +238,7 @@ class Feed:
         running = self._rendering.get(key)
         if running is None or running[0] < seq:
             # Everything up to self.seq is committed: a rendering that starts now shows it.
-            task = asyncio.get_running_loop().create_task(db.short(render))
+            task = asyncio.get_running_loop().create_task(db.background(render))
             running = (self.seq, task)
             self._rendering[key] = running
             running[1].add_done_callback(partial(self._keep, key, running))
@@ -249,6 +258,12 @@ class Feed:
             self._renders.move_to_end(key)
             while len(self._renders) > RENDERS_KEPT:
                 self._renders.popitem(last=False)
+
+
+@contextlib.asynccontextmanager
+async def _no_bell() -> AsyncIterator[Waiter]:
+    """A waiter that nothing rings: the feed polls."""
+    yield Waiter()
 
 
 # One feed per process: every console stream of the live process shares it.

@@ -36,6 +36,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import AsyncIterator
+from functools import lru_cache
 
 import structlog
 from django.conf import settings
@@ -111,7 +112,7 @@ async def _follow(
     position, seq = subscription.position, subscription.seq
     changes = NOTHING
     if after is not None and after < position:
-        changes = await db.short(replay, after, position)
+        changes = await db.background(replay, after, position)
     # The ids sent never go back past what the page already shows.
     floor = after or selectors.START
     if screen.affected_by(changes):
@@ -132,11 +133,17 @@ async def _follow(
             last_sent = time.monotonic()
 
 
+@lru_cache(maxsize=64)
+def _data_lines(html: str) -> str:
+    """A rendering as data fields, framed once for every stream that sends it."""
+    return "\n".join(f"data: {line}" for line in _LINE_END.split(html))
+
+
 def _patch(html: str, position: Position) -> str:
-    return sse(
-        event="patch",
-        id=selectors.encode(position),
-        data=f'<div data-now="{_now_ms()}">{html}</div>',
+    # As sse() writes it, with the shared rendering framed once.
+    return (
+        f"event: patch\nid: {selectors.encode(position)}\n"
+        f'data: <div data-now="{_now_ms()}">\n{_data_lines(html)}\ndata: </div>\n\n'
     )
 
 

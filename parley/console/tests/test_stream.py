@@ -19,7 +19,9 @@ from parley.console.tests.conftest import MakeConversation
 from parley.console.tests.sse import Stream, parse
 from parley.conversations import services
 from parley.conversations.models import Conversation
+from parley.live.models import Listener
 from parley.outbox import selectors
+from parley.outbox.services import OUTBOX_CHANNEL
 
 T = TypeVar("T")
 
@@ -261,6 +263,43 @@ def test_a_panel_is_patched_for_the_events_it_watches(staff_client: Client) -> N
 
     assert 'id="panel-events"' in data
     assert "conversation.opened" in data
+
+
+def test_by_default_open_consoles_make_no_writer_notify(staff_client: Client) -> None:
+    """Nobody listens on the outbox's channel: its writes send no NOTIFY (README says why)."""
+
+    async def scenario() -> bool:
+        async with Stream("/console/events/?view=conversations", cookie(staff_client)) as s:
+            await s.next_event()
+            return await db.short(lambda: Listener.objects.filter(channel=OUTBOX_CHANNEL).exists())
+
+    assert run(scenario) is False
+
+
+def test_with_wake_on_notify_the_feed_is_rung_by_the_commit(
+    staff_client: Client, settings: Any
+) -> None:
+    if connection.vendor != "postgresql":
+        pytest.skip("the bell is PostgreSQL's LISTEN/NOTIFY")
+    settings.CONSOLE_WAKE_ON_NOTIFY = True
+
+    async def scenario() -> tuple[float, bool]:
+        conversation_id = await open_conversation()
+        url = f"/console/events/?view=conversation&id={conversation_id}&after={await position()}"
+        async with Stream(url, cookie(staff_client)) as s:
+            await s.next_event()
+            listening = await db.short(
+                lambda: Listener.objects.filter(channel=OUTBOX_CHANNEL).exists()
+            )
+            started = time.monotonic()
+            await say(conversation_id, "rung")
+            while "rung" not in (await s.next_event()).data:
+                pass
+            return time.monotonic() - started, listening
+
+    took, listening = run(scenario)
+    assert listening  # so writers notify
+    assert took < 1.0, f"took {took:.2f} s"
 
 
 def test_heartbeats_carry_the_server_clock_and_the_position(
