@@ -45,7 +45,10 @@ if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
     pytest.skip("Debian's chromium and chromium-driver are not installed", allow_module_level=True)
 
 from selenium import webdriver  # noqa: E402
-from selenium.common.exceptions import TimeoutException  # noqa: E402
+from selenium.common.exceptions import (  # noqa: E402
+    StaleElementReferenceException,
+    TimeoutException,
+)
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
@@ -127,6 +130,18 @@ class Browser:
 
     def marked(self) -> bool:
         return self.js("return window.__consoleMark") == "still here"
+
+    def click(self, css: str) -> None:
+        """Click an element, found again if a patch replaced it meanwhile."""
+
+        def clicked() -> bool:
+            try:
+                self.driver.find_element(By.CSS_SELECTOR, css).click()
+            except StaleElementReferenceException:
+                return False
+            return True
+
+        self.wait(clicked, 5, f"a click on {css}")
 
     def log_in(self, username: str, password: str) -> None:
         self.driver.find_element(By.ID, "id_username").send_keys(username)
@@ -392,7 +407,7 @@ def test_closing_a_conversation_from_its_page(browser: Browser, stack: Stack) ->
     browser.open(f"/console/conversations/{conversation_id}/")
     browser.wait_live()
 
-    browser.driver.find_element(By.CSS_SELECTOR, "button[data-action=conversation_close]").click()
+    browser.click("button[data-action=conversation_close]")
     browser.wait(lambda: browser.driver.switch_to.alert, 5, "the confirmation")
     browser.driver.switch_to.alert.accept()
 
