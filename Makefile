@@ -8,7 +8,8 @@ PORT ?= 8000
 LIVE_PORT ?= $(shell echo $$(( $(PORT) + 1 )))
 export PORT LIVE_PORT
 
-.PHONY: install run web live worker scheduler consume migrate test test-fast lint fmt lock bench clean
+.PHONY: install run web live worker scheduler consume migrate test test-fast lint fmt lock bench clean \
+	vendor screenshots
 
 $(STAMP):
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +29,7 @@ run: migrate
 	@rm -rf var/prometheus && mkdir -p var/prometheus
 	@echo "Parley: web (API, admin, docs) on http://localhost:$(PORT)/"
 	@echo "        live (long polls, event streams) on http://localhost:$(LIVE_PORT)/"
+	@echo "        operator console on http://localhost:$(LIVE_PORT)/console/ (staff users: manage.py createsuperuser)"
 	PROMETHEUS_MULTIPROC_DIR=$(CURDIR)/var/prometheus PATH=$(CURDIR)/$(BIN):$$PATH \
 		$(BIN)/honcho start --procfile Procfile
 
@@ -81,3 +83,26 @@ bench: install
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache staticfiles
+
+## The console's browser files (htmx, Pico.css; axe-core for the tests), refreshed from the
+## versions pinned in parley/console/npm. Needs npm; nothing of npm runs at run time.
+CONSOLE_NPM := parley/console/npm
+CONSOLE_VENDOR := parley/console/static/console/vendor
+AXE_DIR := tests/e2e/axe
+vendor:
+	@rm -rf var/npm && mkdir -p var/npm $(CONSOLE_VENDOR) $(AXE_DIR)
+	cp $(CONSOLE_NPM)/package.json $(CONSOLE_NPM)/package-lock.json $(CONSOLE_NPM)/.npmrc var/npm/
+	cd var/npm && npm ci --ignore-scripts --silent
+	cp var/npm/node_modules/htmx.org/dist/htmx.min.js $(CONSOLE_VENDOR)/
+	cp var/npm/node_modules/htmx.org/LICENSE $(CONSOLE_VENDOR)/htmx.LICENSE
+	cp var/npm/node_modules/@picocss/pico/css/pico.classless.min.css $(CONSOLE_VENDOR)/
+	cp var/npm/node_modules/@picocss/pico/LICENSE.md $(CONSOLE_VENDOR)/pico.LICENSE.md
+	cp var/npm/node_modules/axe-core/axe.min.js $(AXE_DIR)/
+	cp var/npm/node_modules/axe-core/LICENSE $(AXE_DIR)/axe-core.LICENSE
+	cd var/npm && node -p "Object.entries(require('./package-lock.json').packages) \
+		.filter(([k]) => k).map(([k, v]) => k.slice(13) + ' ' + v.version + ' ' + v.license) \
+		.join('\n')" > $(CURDIR)/$(CONSOLE_VENDOR)/VERSIONS.txt
+
+## Screenshots of the console for the README (docs/), taken by its browser tests.
+screenshots: install
+	CONSOLE_SCREENSHOTS=$(CURDIR)/docs $(BIN)/pytest tests/e2e/test_console_browser.py -k screenshots -p no:randomly -q

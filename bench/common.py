@@ -74,6 +74,17 @@ def machine() -> dict[str, Any]:
     }
 
 
+def run_record(started: datetime, origin: float) -> dict[str, Any]:
+    """What every result file says of its run: machine, commit, command, start, duration."""
+    return {
+        "machine": machine(),
+        "git_commit": git_commit(),
+        "command": command(),
+        "started_at": started.isoformat(timespec="seconds"),
+        "duration_s": round(time.time() - origin, 1),
+    }
+
+
 def command() -> str:
     knobs = " ".join(
         f"{k}={shlex.quote(v)}" for k, v in sorted(os.environ.items()) if k.startswith("BENCH_")

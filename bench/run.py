@@ -18,7 +18,7 @@ from types import FrameType
 from typing import Any
 
 from bench import config, parts, report
-from bench.common import command, git_commit, log, machine
+from bench.common import log, run_record
 from bench.stack import BenchError, check_services
 
 
@@ -61,11 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     summary = {
         "parts": results,
-        "machine": machine(),
-        "git_commit": git_commit(),
-        "command": command(),
-        "started_at": started.isoformat(timespec="seconds"),
-        "duration_s": round(time.time() - origin, 1),
+        **run_record(started, origin),
     }
     report.write_json(cfg.results / "latest.json", summary)
     for name, result in results.items():

@@ -142,11 +142,14 @@ class Stack:
             WEBHOOK_RATE_LIMIT="",
             PYTHONUNBUFFERED="1",
         )
+        if self.live_port:
+            env["LIVE_PORT"] = str(self.live_port)
         return env
 
     def commands(self) -> dict[str, list[str]]:
         py = sys.executable
-        return {
+        live = {"live": [py, "-m", "config.live"]} if self.live_port else {}
+        return live | {
             "web": [
                 py,
                 "-m",

@@ -263,6 +263,28 @@ LIVE_RECHECK_SECONDS = env.float(
 if not 0 < LIVE_RECHECK_SECONDS <= 1.0:
     raise ImproperlyConfigured("LIVE_RECHECK_SECONDS must be above 0 and at most 1 (SPEC L-3).")
 
+# --- Operator console (SPEC section 12) -------------------------------------------
+# Served by the live process at /console/ (parley/console). template_partials
+# renders a page's fragments alone, for the page's event stream.
+INSTALLED_APPS += ["template_partials", "parley.console"]
+# A stream sends a heartbeat after this long without a change (C-4: 15 s).
+CONSOLE_HEARTBEAT_SECONDS = env.float("CONSOLE_HEARTBEAT_SECONDS", default=15.0)
+# A page is updated at most this often, however many events arrive: a burst
+# becomes one update (the live process reads the outbox once per batch).
+CONSOLE_BATCH_SECONDS = env.float("CONSOLE_BATCH_SECONDS", default=0.5)
+# A stream ends after this long and the browser reconnects at once (replaying
+# from its last event): so a session that ended stops receiving within it.
+CONSOLE_STREAM_MAX_SECONDS = env.float("CONSOLE_STREAM_MAX_SECONDS", default=300.0)
+# True: the console's feed also wakes on the outbox's NOTIFY, within milliseconds
+# of a commit; but then every outbox write notifies while a console is open,
+# which serialises commits (README, "How it stays live"). False: it polls the
+# outbox four times a second.
+CONSOLE_WAKE_ON_NOTIFY = env.bool("CONSOLE_WAKE_ON_NOTIFY", default=False)
+# The latest messages a thread shows (older ones: the read API, the admin).
+CONSOLE_THREAD_MESSAGES = env.int("CONSOLE_THREAD_MESSAGES", default=500)
+if not 0 < CONSOLE_BATCH_SECONDS <= 0.5:
+    raise ImproperlyConfigured("CONSOLE_BATCH_SECONDS must be above 0 and at most 0.5 (C-4: 1 s).")
+
 # --- Webhook intake -------------------------------------------------------------
 # W-3: bodies above this get 413. DRF >= 3.17.2 applies it to JSON bodies too.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("WEBHOOK_MAX_BODY_BYTES", default=256 * 1024)

@@ -14,6 +14,7 @@ urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("", include("parley.streams.urls")),
+    path("console/", include("parley.console.urls")),
 ]
 
 handler404 = "parley.core.errors.handler404"

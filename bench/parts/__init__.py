@@ -21,6 +21,7 @@ PARTS: dict[str, str] = {
     "intake": "bench.parts.intake",
     "streams": "bench.parts.streams",
     "assistance": "bench.parts.assistance",
+    "console": "bench.parts.console",
 }
 
 

@@ -31,7 +31,7 @@ from typing import Any
 import psutil
 
 from bench import audit, config, monitor, report, scenario
-from bench.common import Phases, command, git_commit, log, machine, now_iso
+from bench.common import Phases, log, now_iso, run_record
 from bench.loadgen import LoadResult, request_bytes, run_closed_loop, run_open_loop
 from bench.stack import BenchError, Stack, reset_database
 
@@ -542,11 +542,7 @@ def _phases(
             "half_load_seconds": cfg.half_load_seconds,
             "celery_concurrency": cfg.worker_concurrency,
         },
-        "machine": machine(),
-        "git_commit": git_commit(),
-        "command": command(),
-        "started_at": started.isoformat(timespec="seconds"),
-        "duration_s": round(time.time() - origin, 1),
+        **run_record(started, origin),
     }
     report.write_json(cfg.results / "core.json", result)
     throughput_series = {
