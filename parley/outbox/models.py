@@ -12,7 +12,8 @@ are taken when a row is inserted, not when its transaction commits: a reader
 that saw row 11 could later find row 10 appear. So every row also records
 its transaction's id (``txid``, PostgreSQL's ``pg_current_xact_id()``, set
 by the column's default), and readers only take rows whose transactions are
-older than every transaction still running (the snapshot's ``xmin``). Those
+older than every writing transaction still running in this database (the
+snapshot's ``xmin``, leaving out other databases: migration 0003). Those
 rows are final, and any row committed later has a larger ``txid``: ordering
 by ``(txid, id)`` is a total order that only grows at the end, so a cursor
 ``(txid, id)`` never skips a row (``selectors.events_after``). On SQLite
@@ -39,7 +40,7 @@ class OutboxEvent(models.Model):
 
     class Meta:
         indexes = [
-            # Serves every reader: WHERE (txid, id) > (%s, %s) AND txid < xmin
+            # Serves every reader: WHERE (txid, id) > (%s, %s) AND txid < horizon
             # ORDER BY txid, id LIMIT n.
             models.Index(fields=["txid", "id"], name="outbox_position_idx"),
             # Serves the retention sweep: WHERE occurred_at < %s.

@@ -21,7 +21,7 @@ _TABLE = OutboxEvent._meta.db_table
 _AFTER_POSTGRESQL = f"""
     SELECT id, txid, type, occurred_at, tenant_id, subject, data FROM {_TABLE}
     WHERE (txid, id) > (%s, %s)
-      AND txid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
+      AND txid < parley_outbox_horizon()
     ORDER BY txid, id
     LIMIT %s
 """  # noqa: S608  (table name from the model)
@@ -69,9 +69,9 @@ def current_position() -> Position:
     """
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            cursor.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
-            (xmin,) = cursor.fetchone()
-            return (int(xmin) - 1, _LAST_ID)
+            cursor.execute("SELECT parley_outbox_horizon()")
+            (horizon,) = cursor.fetchone()
+            return (int(horizon) - 1, _LAST_ID)
         cursor.execute(f"SELECT COALESCE(MAX(id), 0) FROM {_TABLE}")  # noqa: S608
         (last,) = cursor.fetchone()
         return (0, int(last))

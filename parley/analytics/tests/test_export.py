@@ -59,9 +59,8 @@ def append(count: int, *, start: datetime = T0, step: timedelta = timedelta(seco
 def horizon_passed() -> None:
     """Wait until readers may see every event appended so far.
 
-    Readers take only events older than every write transaction running on
-    the server, in any database (``parley.outbox.models``); on a server shared
-    with other work, a transaction elsewhere can hold them back for a while.
+    Readers take only events older than every write transaction running in
+    this database (``parley.outbox.models``).
     """
     if connection.vendor != "postgresql":
         return
@@ -69,8 +68,7 @@ def horizon_passed() -> None:
     with connection.cursor() as cursor:
         while True:
             cursor.execute(
-                "SELECT COALESCE(MAX(txid), 0)"
-                " < pg_snapshot_xmin(pg_current_snapshot())::text::bigint FROM outbox_outboxevent"
+                "SELECT COALESCE(MAX(txid), 0) < parley_outbox_horizon() FROM outbox_outboxevent"
             )
             if cursor.fetchone()[0] or time.monotonic() > deadline:
                 return

@@ -162,3 +162,20 @@ def test_pruning_keeps_recent_events_even_when_read() -> None:
 def test_iso_is_utc_with_microseconds_and_a_z() -> None:
     moment = datetime(2026, 3, 8, 2, 30, 0, 1200, tzinfo=UTC) + timedelta(hours=0)
     assert services.iso(moment) == "2026-03-08T02:30:00.001200Z"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_on_postgresql_a_transaction_left_open_in_another_database_holds_nobody_back() -> None:
+    """Transaction ids are the server's; only this database's writers set the horizon."""
+    if connection.vendor != "postgresql":
+        pytest.skip("the horizon is PostgreSQL's")
+    db = connection.settings_dict
+    other = f"host={db['HOST'] or '127.0.0.1'} port={db['PORT'] or 5432} dbname=postgres"
+    other += f" user={db['USER']}" + (f" password={db['PASSWORD']}" if db["PASSWORD"] else "")
+    with psycopg.connect(other) as elsewhere:  # a transaction, left open
+        elsewhere.execute("SELECT pg_current_xact_id()")  # it now holds an id
+        append(n="after")
+        seen = [e.data["n"] for e in selectors.events_after(selectors.START)]
+        elsewhere.rollback()
+
+    assert seen == ["after"]
