@@ -230,7 +230,8 @@ class ChannelListApi(_Managed):
 
 class ChannelDetailApi(_Managed):
     def _channel(self, name: str) -> Channel:
-        channel = Channel.objects.filter(name=name).first()
+        # NUL cannot be in a name; PostgreSQL would refuse the query.
+        channel = Channel.objects.filter(name=name).first() if "\x00" not in name else None
         if channel is None:
             raise NotFound(f"No channel {name!r}.")
         return channel
@@ -309,7 +310,12 @@ class TopicListApi(_Managed):
 
 class TopicDetailApi(_Managed):
     def _topic(self, slug: str) -> Topic:
-        topic = Topic.objects.select_related("channel").filter(slug=slug.strip().lower()).first()
+        key = slug.strip().lower()
+        topic = (
+            Topic.objects.select_related("channel").filter(slug=key).first()
+            if "\x00" not in key
+            else None
+        )
         if topic is None:
             raise NotFound(f"No topic {slug!r}.")
         return topic

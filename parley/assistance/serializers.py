@@ -6,6 +6,7 @@ no output serializer, so no representation and no schema can carry it.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from drf_spectacular.utils import extend_schema_field
@@ -71,6 +72,16 @@ class StrictIntegerField(serializers.IntegerField):
         if isinstance(data, bool) or not isinstance(data, int):
             self.fail("invalid")
         return int(super().to_internal_value(data))
+
+
+class ChannelNameField(serializers.SlugRelatedField):
+    """A channel by its name. A string that cannot be a name is not looked up: it is not
+    found (and text with NUL would not even reach PostgreSQL, which refuses it)."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if not isinstance(data, str) or not re.fullmatch(NAME_PATTERN, data):
+            self.fail("does_not_exist", slug_name=self.slug_field, value=str(data)[:100])
+        return super().to_internal_value(data)
 
 
 class RequestInput(serializers.Serializer):
@@ -175,7 +186,7 @@ class TopicInput(serializers.Serializer):
         SLUG_PATTERN, max_length=110, help_text="Matched trimmed and case-insensitively."
     )
     name = StrictCharField(max_length=200)
-    channel = serializers.SlugRelatedField(slug_field="name", queryset=Channel.objects.all())
+    channel = ChannelNameField(slug_field="name", queryset=Channel.objects.all())
     active = StrictBooleanField(required=False, default=True)
 
     def validate_name(self, value: str) -> str:

@@ -271,6 +271,22 @@ class TestManagement:
             "not_authenticated",
         )
 
+    @pytest.mark.parametrize("channel", ["pricing\x00email", "no such channel", 12])
+    def test_a_topic_naming_a_channel_that_cannot_exist_is_a_400(
+        self, client: Client, channel: Any
+    ) -> None:
+        """Found by the fuzzer: a NUL in the channel's name reached PostgreSQL (a 500)."""
+        response = self.call(
+            client, "post", "/assistance-topics/", {"slug": "s", "name": "S", "channel": channel}
+        )
+        body = problem(response, 400, "invalid_payload")
+        assert list(body["errors"]) == ["channel"]
+        assert not Topic.objects.filter(slug="s").exists()
+
+    @pytest.mark.parametrize("path", ["/assistance-topics/a%00b/", "/assistance-channels/a%00b/"])
+    def test_a_nul_in_a_path_is_not_found(self, client: Client, path: str) -> None:
+        problem(self.call(client, "get", path), 404, "not_found")
+
     def test_the_defaults_are_listed(self, client: Client) -> None:
         topics = self.call(client, "get", "/assistance-topics/").json()
         assert [(t["slug"], t["channel"], t["active"]) for t in topics] == [
